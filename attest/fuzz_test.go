@@ -1,0 +1,134 @@
+package attest
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// FuzzParseClaims: any payload either parses into claims whose accessors are
+// safe to call, or fails as ErrMalformed.
+func FuzzParseClaims(f *testing.F) {
+	f.Add([]byte(`{"iss":"https://confidentialcomputing.googleapis.com","aud":"a","exp":1800003600,"iat":1800000000,"nbf":1800000000,"eat_nonce":"0123456789"}`))
+	f.Add([]byte(`{"aud":["a","b"],"exp":1.5,"iat":0,"eat_nonce":["0123456789","x"],"submods":{"container":{"image_digest":"sha256:00"}}}`))
+	f.Add([]byte(`{"exp":1e300,"iat":-1}`))
+	f.Add([]byte(`{"exp":"1","iat":1}`))
+	f.Add([]byte(`{"aud":[1],"exp":1,"iat":1}`))
+	f.Add([]byte(`{"submods":[],"swname":7,"exp":1,"iat":1}`))
+	f.Add([]byte(`null`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"exp":1,"iat":1}{}`))
+	f.Add([]byte(`{"exp":1,"exp":2,"iat":1}`))
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		c, err := parseClaims(payload)
+		if err != nil {
+			if Reason(err) != "malformed" {
+				t.Fatalf("error %v has reason %q", err, Reason(err))
+			}
+			return
+		}
+		if _, ok := c.Raw["exp"].(float64); !ok {
+			t.Fatalf("parsed without a numeric exp: %s", payload)
+		}
+		_ = c.ImageDigest() + c.ImageReference() + c.SWName() + c.DebugStatus() + c.HWModel() + c.ProjectID() + c.String()
+		_ = c.SupportAttributes()
+		_ = c.ServiceAccounts()
+		_ = c.Audience()
+		_ = c.Nonces()
+	})
+}
+
+// fuzzVerifier returns a verifier holding key under kid, with fetching
+// disabled, so fuzzing never touches the network.
+func fuzzVerifier(key *rsa.PrivateKey, kid string, now time.Time) *Verifier {
+	v, err := NewVerifier(VerifierConfig{Issuer: "http://127.0.0.1:9", Audience: testAudience, Now: func() time.Time { return now }, Logger: quietLogger()})
+	if err != nil {
+		panic(err)
+	}
+	v.keys.keys = map[string]*rsa.PublicKey{kid: &key.PublicKey}
+	v.keys.fetchedAt = now
+	v.keys.unknownAt = now
+	v.keys.failedAt = now // no fetch attempt of any kind
+	return v
+}
+
+// FuzzVerify: arbitrary tokens never panic, always fail with a classified
+// error, and whatever is accepted really carries the issuer, audience and
+// nonce.
+func FuzzVerify(f *testing.F) {
+	key, _ := testKeys(f)
+	now := time.Unix(1_800_000_000, 0)
+	claims := devClaims("http://127.0.0.1:9", testAudience, []string{testNonce}, now, time.Hour, testDigest, "r")
+	valid := signWith(f, key, "k1", claims)
+	parts := strings.Split(valid, ".")
+	f.Add(valid)
+	f.Add(parts[0] + "." + parts[1] + ".")
+	f.Add(rawToken(f, map[string]any{"alg": "none", "kid": "k1"}, claims, nil))
+	f.Add(rawToken(f, map[string]any{"alg": "HS256", "kid": "k1"}, claims, []byte("0123456789abcdef0123456789abcdef")))
+	f.Add(rawToken(f, map[string]any{"alg": "RS256", "kid": "k1", "crit": []string{"b64"}, "b64": false}, claims, []byte{1}))
+	f.Add(rawToken(f, map[string]any{"alg": "RS256", "kid": "unknown"}, claims, []byte{1, 2, 3}))
+	f.Add("a.b.c")
+	f.Add("..")
+	f.Add(`{"payload":"e30","signatures":[]}`)
+	v := fuzzVerifier(key, "k1", now)
+	if _, err := v.Verify(context.Background(), valid, testNonce); err != nil {
+		f.Fatalf("the valid seed is refused: %v", err)
+	}
+	f.Fuzz(func(t *testing.T, token string) {
+		c, err := v.Verify(context.Background(), token, testNonce)
+		if err != nil {
+			if Reason(err) == "internal" {
+				t.Fatalf("unclassified error: %v", err)
+			}
+			if len(token) > 40 && strings.Contains(err.Error(), token) {
+				t.Fatalf("error echoes the token")
+			}
+			return
+		}
+		if c.Issuer() != "http://127.0.0.1:9" || !slices.Contains(c.Audience(), testAudience) || !slices.Contains(c.Nonces(), testNonce) {
+			t.Fatalf("accepted claims %v", c.Raw)
+		}
+	})
+}
+
+// FuzzTokenRequest: the dev attester's request parser accepts only requests
+// within the launcher's limits, and what it accepts survives a round trip.
+func FuzzTokenRequest(f *testing.F) {
+	f.Add([]byte(`{"audience":"https://a.example","token_type":"OIDC","nonces":["0123456789"]}`))
+	f.Add([]byte(`{"audience":"a","token_type":"OIDC"}`))
+	f.Add([]byte(`{"token_type":"OIDC"}`))
+	f.Add([]byte(`{"audience":"a","token_type":"PKI","nonces":[]}`))
+	f.Add([]byte(`{"audience":"a","token_type":"OIDC","nonces":["aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa","aaaaaaaaaa"]}`))
+	f.Add([]byte(`{"audience":"a","token_type":"OIDC","nonces":"0123456789"}`))
+	f.Add([]byte(`{"audience":"a","token_type":"OIDC","extra":1}`))
+	f.Add([]byte(`{"audience":"a","token_type":"OIDC"} {}`))
+	f.Add([]byte(`{"audience":"\u0000","token_type":"OIDC","nonces":["\ud800\ud800\ud800\ud800\ud800"]}`))
+	f.Add([]byte(``))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := parseTokenRequest(body)
+		if err != nil {
+			if Reason(err) != "bad_request" {
+				t.Fatalf("error %v has reason %q", err, Reason(err))
+			}
+			return
+		}
+		if req.TokenType != "OIDC" {
+			t.Fatalf("accepted token_type %q", req.TokenType)
+		}
+		if err := ValidateTokenRequest(req.Audience, req.Nonces); err != nil {
+			t.Fatalf("accepted a request beyond the limits: %v", err)
+		}
+		again, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req2, err := parseTokenRequest(again)
+		if err != nil || req2.Audience != req.Audience || !slices.Equal(req2.Nonces, req.Nonces) {
+			t.Fatalf("round trip: %+v -> %s -> %+v, %v", req, again, req2, err)
+		}
+	})
+}

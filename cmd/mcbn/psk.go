@@ -402,6 +402,11 @@ SHA-256 of the participants' hex keys concatenated as strings, in the order
 given and as typed. It is weak (no threshold, no domain separation); use it
 only to check a migration from the demo.
 
+The demo's OpenSSL walkthrough then fed the digest's ASCII text, not its bytes,
+to 'openssl -psk' (PSK_HEX=$(echo -n $PSK | xxd -p -c 64)). With --ascii this
+command prints that form: the hex encoding of the 64 ASCII characters, the key
+a peer of such a demo deployment really uses.
+
 Example:
 
   $ mcbn psk legacy-concat \
@@ -412,6 +417,7 @@ Example:
 
 func runLegacy(c *command, path string, args []string, stdout io.Writer) error {
 	fs := newFlags(c, path, stdout)
+	ascii := fs.Bool("ascii", false, "print hex of the digest's ASCII text (the demo's 'xxd -p' PSK) instead of the digest")
 	keys, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -422,6 +428,9 @@ func runLegacy(c *command, path string, args []string, stdout io.Writer) error {
 	out, err := psk.LegacyConcat(keys...)
 	if err != nil {
 		return err
+	}
+	if *ascii {
+		out = hex.EncodeToString([]byte(out))
 	}
 	_, err = fmt.Fprintln(stdout, out)
 	return err

@@ -248,6 +248,16 @@ func TestPSKLegacyConcat(t *testing.T) {
 	if code != 0 || out != "6d1bbd1e6235c9d9ec8cdbdf9b32d4d08304a7f305f7c6c67775130d914f4dc4\n" {
 		t.Errorf("legacy-concat: exit %d %q", code, out)
 	}
+	// The demo's openssl step: PSK_HEX=$(echo -n $PSK | xxd -p -c 64).
+	code, out, _ = pskRunCLI("psk", "legacy-concat", "--ascii",
+		"2c6f63f8c0f53a565db041b91c0a95add8913fc102670589db3982228dbfed90",
+		"b15244faf36e5e4b178d3891701d245f2e45e881d913b6c35c0ea0ac14224cc2",
+		"3e2078d5cd04beabfa4a7a1486bc626d679184df2e0a2b9942d913d4b835516c")
+	want := "3664316262643165363233356339643965633863646264663962333264346430" +
+		"3833303461376633303566376336633637373735313330643931346634646334\n"
+	if code != 0 || out != want {
+		t.Errorf("legacy-concat --ascii: exit %d %q", code, out)
+	}
 }
 
 // TestPSKWorksWithOpenSSL hands combined PSKs from two different share pairs
@@ -258,6 +268,9 @@ func TestPSKWorksWithOpenSSL(t *testing.T) {
 		t.Skip("short mode")
 	}
 	if _, err := exec.LookPath("openssl"); err != nil {
+		if os.Getenv("MCBN_REQUIRE_INTEROP") == "1" {
+			t.Fatal("openssl not installed and MCBN_REQUIRE_INTEROP=1")
+		}
 		t.Skip("openssl not installed")
 	}
 	dir := pskSplitDemo(t)

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
+)
+
+// tlsStdin is the data source of the tls commands (a variable for tests).
+var tlsStdin io.Reader = os.Stdin
+
+// tlsServeHook, if set, receives the server's listener (for tests).
+var tlsServeHook func(net.Listener)
+
+func init() {
+	register("", &command{
+		name:    "tls",
+		summary: "TLS-PSK client and server for testing by hand (like openssl s_client/s_server)",
+		usage: `mcbn tls runs the tlspsk package by hand: a client that connects stdin and
+stdout to a TLS-PSK server, and a server that echoes or relays one connection.`,
+	})
+	client := &command{
+		name:    "client",
+		summary: "connect to a TLS-PSK server; stdin to the peer, the peer to stdout",
+		usage: `Usage: mcbn tls client --psk HEX [--psk-identity ID] [--tls1_3|--tls1_2] [--cipher NAME] HOST:PORT
+
+Connects to HOST:PORT with TLS 1.3 external PSK authentication, copies stdin to
+the peer and the peer to stdout, and prints a status line (version, suite,
+identity, group) on stderr. At the end of stdin it half-closes (close_notify)
+and keeps reading until the peer closes. The key is never printed.
+
+Example, against OpenSSL:
+  $ openssl s_server -nocert -psk 1a2b3c4d -tls1_3 -accept 8081 &
+  $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8081`,
+	}
+	client.run = func(args []string, stdout, stderr io.Writer) error { return runTLSClient(client, args, stdout, stderr) }
+	register("tls", client)
+	server := &command{
+		name:    "server",
+		summary: "accept TLS-PSK connections; echo them or relay one to stdin/stdout",
+		usage: `Usage: mcbn tls server (--psk HEX [--psk-identity ID] | --psk-file FILE) --listen ADDR [--echo]
+
+Listens on ADDR (printed on stderr) for TLS 1.3 external-PSK clients. With
+--echo every connection is echoed back; otherwise the first connection whose
+handshake succeeds is relayed to stdin/stdout, like openssl s_server; when the
+peer half-closes, the rest of stdin is still sent.
+
+--psk-file holds lines "identity:hexkey" (the stunnel PSKsecrets and GnuTLS
+psk passwd format; '#' starts a comment) or a single hex key for
+--psk-identity. Keys are never printed.
+
+Example:
+  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
+  $ openssl s_client -tls1_3 -psk 1a2b3c4d -connect 127.0.0.1:8443`,
+	}
+	server.run = func(args []string, stdout, stderr io.Writer) error { return runTLSServer(server, args, stdout, stderr) }
+	register("tls", server)
+}
+
+// tlsFlags are the options both commands share.
+type tlsFlags struct {
+	psk, identity, cipher, groups, pskHash, keylog string
+	tls13, tls12, pskOnly                          bool
+}
+
+func (f *tlsFlags) register(fs interface {
+	StringVar(*string, string, string, string)
+	BoolVar(*bool, string, bool, string)
+}) {
+	fs.StringVar(&f.psk, "psk", "", "the pre-shared key in hex")
+	fs.StringVar(&f.identity, "psk-identity", tlspsk.DefaultIdentity, "the PSK identity")
+	fs.StringVar(&f.cipher, "cipher", "", "cipher suites, OpenSSL or IANA names separated by ':' or ','")
+	fs.StringVar(&f.groups, "groups", "", "key exchange groups separated by ':' (X25519MLKEM768, X25519, P-256)")
+	fs.StringVar(&f.pskHash, "psk-hash", "", "hash the PSK is tied to: sha256 (default) or sha384 (default when --cipher names only SHA-384 suites)")
+	fs.StringVar(&f.keylog, "keylog", "", "append NSS key log lines to this file (debugging only: it exposes the traffic)")
+	fs.BoolVar(&f.tls13, "tls1_3", false, "TLS 1.3 only")
+	fs.BoolVar(&f.tls12, "tls1_2", false, "TLS 1.2 only (not implemented yet)")
+	fs.BoolVar(&f.pskOnly, "allow-psk-only", false, "permit psk_ke: no forward secrecy")
+}
+
+// config builds a tlspsk.Config; it returns usage errors for bad flags.
+func (f *tlsFlags) config() (*tlspsk.Config, io.Closer, error) {
+	cfg := &tlspsk.Config{Identity: f.identity, AllowPSKOnly: f.pskOnly}
+	if f.tls13 && f.tls12 {
+		return nil, nil, usagef("--tls1_3 and --tls1_2 exclude each other")
+	}
+	if f.tls13 {
+		cfg.MinVersion, cfg.MaxVersion = tlspsk.VersionTLS13, tlspsk.VersionTLS13
+	}
+	if f.tls12 {
+		cfg.MinVersion, cfg.MaxVersion = tlspsk.VersionTLS12, tlspsk.VersionTLS12
+	}
+	all384 := f.cipher != ""
+	for _, name := range strings.FieldsFunc(f.cipher, func(r rune) bool { return r == ':' || r == ',' }) {
+		id, ok := tlspsk.CipherSuiteByName(strings.TrimSpace(name))
+		if !ok {
+			return nil, nil, usagef("unknown cipher suite %q", name)
+		}
+		cfg.CipherSuites = append(cfg.CipherSuites, id)
+		all384 = all384 && strings.HasSuffix(tlspsk.CipherSuiteName(id), "SHA384")
+	}
+	switch strings.ToLower(f.pskHash) {
+	case "":
+		if all384 {
+			cfg.PSKHash = crypto.SHA384
+		}
+	case "sha256", "sha-256":
+		cfg.PSKHash = crypto.SHA256
+	case "sha384", "sha-384":
+		cfg.PSKHash = crypto.SHA384
+	default:
+		return nil, nil, usagef("--psk-hash must be sha256 or sha384")
+	}
+	for _, g := range strings.FieldsFunc(f.groups, func(r rune) bool { return r == ':' || r == ',' }) {
+		switch strings.ToLower(strings.TrimSpace(g)) {
+		case "x25519mlkem768":
+			cfg.CurvePreferences = append(cfg.CurvePreferences, tlspsk.X25519MLKEM768)
+		case "x25519":
+			cfg.CurvePreferences = append(cfg.CurvePreferences, tlspsk.X25519)
+		case "p-256", "p256", "prime256v1", "secp256r1":
+			cfg.CurvePreferences = append(cfg.CurvePreferences, tlspsk.CurveP256)
+		default:
+			return nil, nil, usagef("unknown group %q", g)
+		}
+	}
+	var closer io.Closer
+	if f.keylog != "" {
+		kf, err := os.OpenFile(f.keylog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.KeyLogWriter, closer = kf, kf
+	}
+	return cfg, closer, nil
+}
+
+func tlsParseHexKey(s, what string) ([]byte, error) {
+	k, err := hex.DecodeString(strings.TrimPrefix(strings.TrimSpace(s), "0x"))
+	if err != nil || len(k) == 0 {
+		return nil, usagef("%s is not a non-empty hex string", what) // never echo the value
+	}
+	return k, nil
+}
+
+func runTLSClient(c *command, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(c, "mcbn tls client", stdout)
+	var f tlsFlags
+	f.register(fs)
+	timeout := fs.Duration("timeout", 30*time.Second, "handshake timeout")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want exactly one HOST:PORT")
+	}
+	if f.psk == "" {
+		return usagef("--psk is required")
+	}
+	cfg, closer, err := f.config()
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+	if cfg.Key, err = tlsParseHexKey(f.psk, "--psk"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	conn, err := tlspsk.DialContext(ctx, "tcp", pos[0], cfg)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("handshake with %s failed (%s): %w", pos[0], tlspsk.FailureReason(err), err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(stderr, "mcbn tls client: connected to %s: %s\n", pos[0], tlsDescribe(conn.ConnectionState()))
+	go func() {
+		io.Copy(conn, tlsStdin)
+		conn.CloseWrite()
+	}()
+	if _, err := io.Copy(stdout, conn); err != nil {
+		return fmt.Errorf("connection to %s (%s): %w", pos[0], tlspsk.FailureReason(err), err)
+	}
+	return nil
+}
+
+func tlsDescribe(st tlspsk.ConnectionState) string {
+	v := "TLSv1.3"
+	if st.Version == tlspsk.VersionTLS12 {
+		v = "TLSv1.2"
+	}
+	group := st.Group.String()
+	if st.Group == 0 {
+		group = "none (psk_ke, no forward secrecy)"
+	}
+	s := fmt.Sprintf("%s, %s, identity %q, group %s", v, tlspsk.CipherSuiteName(st.CipherSuite), st.PSKIdentity, group)
+	if st.HelloRetryRequest {
+		s += " (after HelloRetryRequest)"
+	}
+	return s
+}
+
+// tlsLoadPSKFile reads "identity:hexkey" lines or a single hex key.
+func tlsLoadPSKFile(path, identity string) (map[string][]byte, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	keys := map[string][]byte{}
+	sc := bufio.NewScanner(fh)
+	n := 0
+	for sc.Scan() {
+		n++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		id, hexKey := identity, line
+		if i := strings.LastIndexByte(line, ':'); i >= 0 {
+			id, hexKey = line[:i], line[i+1:]
+		}
+		k, err := hex.DecodeString(strings.TrimSpace(hexKey))
+		if err != nil || len(k) == 0 {
+			return nil, fmt.Errorf("%s line %d: the key is not hex", path, n)
+		}
+		keys[id] = k
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%s holds no key", path)
+	}
+	return keys, nil
+}
+
+func runTLSServer(c *command, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags(c, "mcbn tls server", stdout)
+	var f tlsFlags
+	f.register(fs)
+	listen := fs.String("listen", "", "address to listen on, e.g. 127.0.0.1:8443")
+	pskFile := fs.String("psk-file", "", "file of identity:hexkey lines")
+	echo := fs.Bool("echo", false, "echo every connection instead of relaying one to stdin/stdout")
+	pos, err := parseFlags(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *listen == "" {
+		return usagef("--listen is required")
+	}
+	if (f.psk == "") == (*pskFile == "") {
+		return usagef("give exactly one of --psk and --psk-file")
+	}
+	cfg, closer, err := f.config()
+	if err != nil {
+		return err
+	}
+	if closer != nil {
+		defer closer.Close()
+	}
+	var keys map[string][]byte
+	if f.psk != "" {
+		k, err := tlsParseHexKey(f.psk, "--psk")
+		if err != nil {
+			return err
+		}
+		keys = map[string][]byte{f.identity: k}
+	} else if keys, err = tlsLoadPSKFile(*pskFile, f.identity); err != nil {
+		return err
+	}
+	cfg.GetKey = func(id string) ([]byte, error) { return keys[id], nil }
+	l, err := tlspsk.Listen("tcp", *listen, cfg)
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	fmt.Fprintf(stderr, "mcbn tls server: listening on %s\n", l.Addr())
+	if tlsServeHook != nil {
+		tlsServeHook(l)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		raw, err := l.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		conn := raw.(*tlspsk.Conn)
+		hctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = conn.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "mcbn tls server: handshake from %s failed (%s): %v\n", conn.RemoteAddr(), tlspsk.FailureReason(err), err)
+			conn.Close()
+			continue
+		}
+		fmt.Fprintf(stderr, "mcbn tls server: accepted %s: %s\n", conn.RemoteAddr(), tlsDescribe(conn.ConnectionState()))
+		if *echo {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer conn.Close()
+				io.Copy(conn, conn)
+				conn.CloseWrite()
+			}()
+			continue
+		}
+		defer conn.Close()
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			io.Copy(conn, tlsStdin)
+			conn.CloseWrite()
+		}()
+		if _, err := io.Copy(stdout, conn); err != nil {
+			return fmt.Errorf("connection from %s (%s): %w", conn.RemoteAddr(), tlspsk.FailureReason(err), err)
+		}
+		<-sent // the peer half-closed: finish sending stdin
+		return nil
+	}
+}

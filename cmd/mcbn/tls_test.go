@@ -1,0 +1,155 @@
+package main
+
+import (
+	"io"
+
+	"bytes"
+	"encoding/hex"
+	"github.com/mcbn/mcbn/tlspsk"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const tlsTestKey = "0123456789abcdef0123456789abcdef"
+
+// startTLSEcho runs "mcbn tls server --echo" and returns its address and a stop function.
+func startTLSEcho(t *testing.T, args ...string) (string, *bytes.Buffer, func()) {
+	t.Helper()
+	lc := make(chan net.Listener, 1)
+	tlsServeHook = func(l net.Listener) { lc <- l }
+	t.Cleanup(func() { tlsServeHook = nil })
+	var stderr bytes.Buffer
+	var mu sync.Mutex
+	done := make(chan int, 1)
+	go func() {
+		var out bytes.Buffer
+		code := dispatch(append([]string{"tls", "server", "--listen", "127.0.0.1:0", "--echo"}, args...), &out, &lockedWriter{&mu, &stderr})
+		done <- code
+	}()
+	var l net.Listener
+	select {
+	case l = <-lc:
+	case code := <-done:
+		t.Fatalf("server exited %d: %s", code, stderr.String())
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return l.Addr().String(), &stderr, func() {
+		l.Close()
+		if code := <-done; code != 0 {
+			t.Errorf("server exit %d", code)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  *bytes.Buffer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+func runTLSClientCmd(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	tlsStdin = strings.NewReader(stdin)
+	t.Cleanup(func() { tlsStdin = os.Stdin })
+	var out, errb bytes.Buffer
+	code := dispatch(append([]string{"tls", "client"}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestTLSClientServerEcho(t *testing.T) {
+	addr, serr, stop := startTLSEcho(t, "--psk", tlsTestKey)
+	msg := strings.Repeat("hello over tls-psk\n", 5000)
+	code, out, errs := runTLSClientCmd(t, msg, "--psk", tlsTestKey, "--tls1_3", "--cipher", "TLS_CHACHA20_POLY1305_SHA256", addr)
+	if code != 0 || out != msg {
+		t.Fatalf("exit %d, %d bytes back; stderr: %s", code, len(out), errs)
+	}
+	for _, want := range []string{"TLSv1.3", "TLS_CHACHA20_POLY1305_SHA256", `identity "Client_identity"`, "group X25519MLKEM768"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("status line lacks %q: %s", want, errs)
+		}
+	}
+	// Wrong key: exit 1 with the reason; unknown identity likewise.
+	code, out, errs = runTLSClientCmd(t, "secret data", "--psk", "00"+tlsTestKey, addr)
+	if code != 1 || out != "" || !strings.Contains(errs, "wrong_key") {
+		t.Fatalf("wrong key: exit %d, out %q, stderr %s", code, out, errs)
+	}
+	code, _, errs = runTLSClientCmd(t, "x", "--psk", tlsTestKey, "--psk-identity", "mallory", addr)
+	if code != 1 || !strings.Contains(errs, "unknown_identity") {
+		t.Fatalf("unknown identity: exit %d, stderr %s", code, errs)
+	}
+	stop()
+	if strings.Contains(serr.String()+errs, tlsTestKey) {
+		t.Fatal("a key was printed")
+	}
+	if !strings.Contains(serr.String(), "listening on 127.0.0.1:") || !strings.Contains(serr.String(), "wrong_key") {
+		t.Fatalf("server stderr: %s", serr.String())
+	}
+}
+
+func TestTLSServerPSKFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "psk.txt")
+	other := hex.EncodeToString([]byte("another key of some length"))
+	os.WriteFile(path, []byte("# comment\nalice:"+tlsTestKey+"\nbob:"+other+"\n"), 0o600)
+	addr, _, stop := startTLSEcho(t, "--psk-file", path)
+	defer stop()
+	code, out, errs := runTLSClientCmd(t, "hi bob", "--psk", other, "--psk-identity", "bob", "--groups", "P-256", addr)
+	if code != 0 || out != "hi bob" || !strings.Contains(errs, "group P-256") {
+		t.Fatalf("exit %d out %q stderr %s", code, out, errs)
+	}
+}
+
+func TestTLSUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"127.0.0.1:1"},                // no --psk
+		{"--psk", "zz", "127.0.0.1:1"}, // bad hex
+		{"--psk", tlsTestKey},          // no address
+		{"--psk", tlsTestKey, "--cipher", "RC4", "127.0.0.1:1"}, // unknown suite
+	} {
+		if code, _, errs := runTLSClientCmd(t, "", args...); code != 2 || strings.Contains(errs, "zz") {
+			t.Errorf("%v: exit %d, stderr %s", args, code, errs)
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := dispatch([]string{"tls", "server", "--listen", "127.0.0.1:0"}, &out, &errb); code != 2 {
+		t.Errorf("server without key: exit %d", code)
+	}
+}
+
+func TestTLSServerRelay(t *testing.T) {
+	lc := make(chan net.Listener, 1)
+	tlsServeHook = func(l net.Listener) { lc <- l }
+	tlsStdin = strings.NewReader("from server")
+	t.Cleanup(func() { tlsServeHook, tlsStdin = nil, os.Stdin })
+	var out, errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- dispatch([]string{"tls", "server", "--listen", "127.0.0.1:0", "--psk", tlsTestKey}, &out, &errb)
+	}()
+	l := <-lc
+	key, _ := hex.DecodeString(tlsTestKey)
+	c, err := tlspsk.Dial("tcp", l.Addr().String(), &tlspsk.Config{Key: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("from client"))
+	c.CloseWrite()
+	got, err := io.ReadAll(c)
+	if err != nil || string(got) != "from server" {
+		t.Fatalf("client read %q, %v", got, err)
+	}
+	if code := <-done; code != 0 || out.String() != "from client" {
+		t.Fatalf("server exit %d, stdout %q, stderr %s", code, out.String(), errb.String())
+	}
+}

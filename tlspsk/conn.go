@@ -1,0 +1,241 @@
+package tlspsk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Conn is a TLS-PSK connection. It implements net.Conn. Read and Write may
+// be called concurrently from two goroutines, and Close from any; the
+// handshake runs implicitly on the first Read or Write.
+type Conn struct {
+	conn     net.Conn
+	isClient bool
+	config   *Config
+
+	hsMu   sync.Mutex
+	hsDone atomic.Bool
+	hsErr  error
+
+	in  inState
+	out outState
+
+	// Set by the handshake, read-only afterwards.
+	state    ConnectionState
+	suite    *cipherSuite
+	exporter []byte
+
+	closed atomic.Bool
+}
+
+type inState struct {
+	sync.Mutex
+	hc        halfConn
+	buf       []byte // raw bytes from the socket: buf[off:end] not yet used
+	off, end  int
+	input     []byte // decrypted application data not yet returned
+	hs        []byte // handshake bytes not yet consumed
+	err       error  // sticky
+	ccs       int    // dummy change_cipher_spec records seen
+	empty     int    // consecutive empty records
+	skipEarly int    // bytes of refused 0-RTT data the server may still skip
+}
+
+type outState struct {
+	sync.Mutex
+	hc        halfConn
+	buf       []byte // scratch for sealing records
+	pending   []byte // a buffered handshake flight
+	buffering bool
+	err       error // sticky
+	wroteCCS  bool
+}
+
+// ConnectionState describes a connection.
+type ConnectionState struct {
+	Version           uint16
+	HandshakeComplete bool
+	CipherSuite       uint16
+	PSKIdentity       string
+	// Group is the key exchange group, or 0 for psk_ke (no forward secrecy).
+	Group CurveID
+	// HelloRetryRequest is true if the server asked for another key share.
+	HelloRetryRequest bool
+}
+
+// Client returns a client-side Conn over conn.
+func Client(conn net.Conn, config *Config) *Conn {
+	return &Conn{conn: conn, isClient: true, config: config}
+}
+
+// Server returns a server-side Conn over conn.
+func Server(conn net.Conn, config *Config) *Conn {
+	return &Conn{conn: conn, config: config}
+}
+
+const (
+	readBufSize      = 2 * maxRecordLen
+	handshakeBufSize = 4096
+)
+
+var errCloseWrite = errors.New("tlspsk: write after CloseWrite")
+
+// Handshake runs the handshake if it has not run yet.
+func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background()) }
+
+// HandshakeContext runs the handshake; if ctx ends first, the connection is
+// closed and the handshake fails.
+func (c *Conn) HandshakeContext(ctx context.Context) error {
+	if c.hsDone.Load() {
+		return nil
+	}
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	if c.hsErr != nil {
+		return c.hsErr
+	}
+	if c.hsDone.Load() {
+		return nil
+	}
+	if err := c.config.check(c.isClient); err != nil {
+		c.hsErr = fmt.Errorf("%w: %v", errConfig, err)
+		return c.hsErr
+	}
+	if ctx.Done() != nil {
+		stop := make(chan struct{})
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			select {
+			case <-ctx.Done():
+				c.conn.Close()
+			case <-stop:
+			}
+		}()
+		defer func() { close(stop); <-watched }()
+	}
+
+	c.in.Lock()
+	c.out.Lock()
+	c.out.buffering = true
+	var err error
+	if c.isClient {
+		err = c.clientHandshake()
+	} else {
+		err = c.serverHandshake()
+	}
+	if err == nil {
+		err = c.flushLocked()
+	}
+	c.out.buffering = false
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("tlspsk: handshake interrupted: %w", ctx.Err())
+		}
+		var ae *AlertError
+		if errors.As(err, &ae) {
+			ae.Handshake = true
+			if !ae.Received {
+				c.out.pending = c.out.pending[:0]
+				c.sendAlertLocked(ae.Alert)
+			}
+		}
+		c.in.err, c.out.err = err, err
+		c.hsErr = err
+	} else {
+		c.hsDone.Store(true)
+	}
+	c.out.Unlock()
+	c.in.Unlock()
+	return err
+}
+
+// --- closing ---
+
+// Close sends close_notify (unless a Write is in progress) and closes the
+// connection.
+func (c *Conn) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return c.conn.Close()
+	}
+	if c.hsDone.Load() && c.out.TryLock() {
+		if c.out.err == nil {
+			c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			c.sendAlertLocked(alertCloseNotify)
+		}
+		c.out.err = net.ErrClosed
+		c.out.Unlock()
+	}
+	return c.conn.Close()
+}
+
+// CloseWrite sends close_notify and half-closes the socket; the peer's data
+// can still be read.
+func (c *Conn) CloseWrite() error {
+	if err := c.Handshake(); err != nil {
+		return err
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	if c.out.err == errCloseWrite {
+		return nil
+	}
+	if c.out.err != nil {
+		return c.out.err
+	}
+	err := c.sendAlertLocked(alertCloseNotify)
+	c.out.err = errCloseWrite
+	if err != nil {
+		return err
+	}
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// --- the rest of net.Conn ---
+
+// LocalAddr returns the local address.
+func (c *Conn) LocalAddr() net.Addr { return c.conn.LocalAddr() }
+
+// RemoteAddr returns the remote address.
+func (c *Conn) RemoteAddr() net.Addr { return c.conn.RemoteAddr() }
+
+// SetDeadline sets the read and write deadlines of the underlying conn.
+func (c *Conn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline of the underlying conn.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.conn.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline. A timed-out Write leaves the
+// stream unusable.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.conn.SetWriteDeadline(t) }
+
+// NetConn returns the underlying connection.
+func (c *Conn) NetConn() net.Conn { return c.conn }
+
+// ConnectionState returns the negotiated parameters.
+func (c *Conn) ConnectionState() ConnectionState {
+	c.hsMu.Lock()
+	defer c.hsMu.Unlock()
+	s := c.state
+	s.HandshakeComplete = c.hsDone.Load()
+	return s
+}
+
+// ExportKeyingMaterial returns keying material per RFC 8446 7.5.
+func (c *Conn) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
+	if !c.hsDone.Load() {
+		return nil, errors.New("tlspsk: ExportKeyingMaterial before the handshake")
+	}
+	if length < 0 || length > 255*c.suite.hash.Size() {
+		return nil, errors.New("tlspsk: ExportKeyingMaterial length out of range")
+	}
+	return exportKeyingMaterial(c.suite.hash, c.exporter, label, context, length), nil
+}

@@ -1,0 +1,303 @@
+package tlspsk
+
+// Helpers for interop tests against real peers (OpenSSL, GnuTLS), started
+// on loopback. A missing binary skips the test unless MCBN_REQUIRE_INTEROP=1.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+const interopTimeout = 20 * time.Second
+
+// interopSize is the amount of data moved each way (at least 1 MiB).
+const interopSize = 1 << 20
+
+// needPeer returns the path of a peer binary, or skips (fails in CI).
+func needPeer(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("MCBN_REQUIRE_INTEROP") == "1" {
+			t.Fatalf("%s not found and MCBN_REQUIRE_INTEROP=1: %v", name, err)
+		}
+		t.Skipf("%s not found: %v", name, err)
+	}
+	return p
+}
+
+// peer is a running external process.
+type peer struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	stdout *syncBuf
+	stderr *syncBuf
+	done   chan struct{}
+	err    error
+}
+
+// syncBuf is a goroutine-safe buffer that can wait for content.
+type syncBuf struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	ch  chan struct{}
+}
+
+func newSyncBuf() *syncBuf { return &syncBuf{ch: make(chan struct{}, 1)} }
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case b.ch <- struct{}{}:
+	default:
+	}
+	return b.buf.Write(p)
+}
+
+func (b *syncBuf) Bytes() []byte {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]byte(nil), b.buf.Bytes()...)
+}
+
+// waitFor waits until the buffer contains s.
+func (b *syncBuf) waitFor(t testing.TB, s string, p *peer) {
+	t.Helper()
+	deadline := time.After(interopTimeout)
+	for !bytes.Contains(b.Bytes(), []byte(s)) {
+		select {
+		case <-b.ch:
+		case <-p.done:
+			if !bytes.Contains(b.Bytes(), []byte(s)) {
+				t.Fatalf("peer exited before printing %q: %v\nstdout: %q\nstderr: %q", s, p.err, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
+			}
+		case <-deadline:
+			t.Fatalf("peer did not print %q\nstdout: %q\nstderr: %q", s, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
+		}
+	}
+}
+
+func tail(b []byte) []byte {
+	if len(b) > 2000 {
+		return b[len(b)-2000:]
+	}
+	return b
+}
+
+// startPeer starts a process whose stdin stays open until the test ends.
+func startPeer(t testing.TB, path string, args ...string) *peer {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), interopTimeout)
+	cmd := exec.CommandContext(ctx, path, args...)
+	p := &peer{cmd: cmd, stdout: newSyncBuf(), stderr: newSyncBuf(), done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
+	var err error
+	if p.stdin, err = cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stdin.Close()
+		select {
+		case <-p.done:
+		case <-time.After(300 * time.Millisecond):
+			cmd.Process.Kill()
+			<-p.done
+		}
+		cancel()
+	})
+	return p
+}
+
+// wait waits for the process to exit.
+func (p *peer) wait(t testing.TB) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(interopTimeout):
+		t.Fatalf("peer did not exit\nstderr: %q", tail(p.stderr.Bytes()))
+		return nil
+	}
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort(t testing.TB) (string, string) {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return l.Addr().String(), port
+}
+
+// listenOurs starts our server on loopback and returns its address and a
+// channel with the first accepted connection.
+func listenOurs(t testing.TB, cfg *Config) (string, <-chan *Conn) {
+	t.Helper()
+	l, err := Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	ch := make(chan *Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			close(ch)
+			return
+		}
+		c.SetDeadline(time.Now().Add(interopTimeout))
+		t.Cleanup(func() { c.Close() })
+		ch <- c.(*Conn)
+	}()
+	return l.Addr().String(), ch
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// randomLines returns n bytes of random hex text in lines of 64 + "\n".
+func randomLines(n int) []byte {
+	raw := randomBytes(n / 2)
+	var b bytes.Buffer
+	h := hex.EncodeToString(raw)
+	for len(h) > 0 {
+		m := min(len(h), 64)
+		b.WriteString(h[:m])
+		b.WriteByte('\n')
+		h = h[m:]
+	}
+	return b.Bytes()
+}
+
+func sum(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:8]) }
+
+// serveExchange runs on our server side: sends out while reading exactly
+// len(want) bytes, checks them, then closes.
+func serveExchange(t testing.TB, c *Conn, out []byte, wantLen int) ([]byte, error) {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Write(out)
+		errc <- err
+	}()
+	got := make([]byte, wantLen)
+	_, rerr := io.ReadFull(c, got)
+	werr := <-errc
+	if rerr != nil || werr != nil {
+		return got, fmt.Errorf("read %v, write %v", rerr, werr)
+	}
+	return got, nil
+}
+
+// lines splits text into lines without the newline.
+func lines(b []byte) []string {
+	var out []string
+	s := bufio.NewScanner(bytes.NewReader(b))
+	s.Buffer(make([]byte, 1<<16), 1<<20)
+	for s.Scan() {
+		out = append(out, s.Text())
+	}
+	return out
+}
+
+func reverse(s string) string {
+	b := []byte(s)
+	for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+		b[i], b[j] = b[j], b[i]
+	}
+	return string(b)
+}
+
+// opensslPSKSession writes an OpenSSL SSL_SESSION (PEM) that holds key as
+// a TLS 1.3 external PSK for suite: OpenSSL ties a -psk key to SHA-256, so
+// a SHA-384 PSK needs -psk_session. The ASN.1 layout is OpenSSL's
+// SSL_SESSION_ASN1 (version, protocol, cipher, session id, master key, ...).
+func opensslPSKSession(t testing.TB, key []byte, suite uint16) string {
+	return opensslPSKSessionEarly(t, key, suite, 0)
+}
+
+// opensslPSKSessionEarly also sets max_early_data, so that s_client sends
+// 0-RTT data with the PSK.
+func opensslPSKSessionEarly(t testing.TB, key []byte, suite uint16, maxEarly int64) string {
+	t.Helper()
+	type session struct {
+		Version      int
+		SSLVersion   int
+		Cipher       []byte
+		SessionID    []byte
+		MasterKey    []byte
+		Time         int64 `asn1:"explicit,tag:1"`
+		Timeout      int64 `asn1:"explicit,tag:2"`
+		MaxEarlyData int64 `asn1:"optional,explicit,tag:15"`
+	}
+	der, err := asn1.Marshal(session{1, int(VersionTLS13), []byte{byte(suite >> 8), byte(suite)}, []byte{}, key,
+		time.Now().Unix(), 86400, maxEarly})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "psk.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "SSL SESSION PARAMETERS", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// opensslPSKArgs returns the OpenSSL options that configure key for suite.
+func opensslPSKArgs(t testing.TB, key []byte, suite uint16) []string {
+	if suiteByID(suite).hash == crypto.SHA384 {
+		return []string{"-psk_session", opensslPSKSession(t, key, suite)}
+	}
+	return []string{"-psk", hex.EncodeToString(key)}
+}
+
+func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }
+
+// gnutlsPSKFile writes a gnutls-serv --pskpasswd file: "identity:hexkey".
+func gnutlsPSKFile(t testing.TB, identity string, key []byte) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "psk.passwd")
+	if err := os.WriteFile(path, []byte(identity+":"+hex.EncodeToString(key)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// startGnutlsServ starts gnutls-serv --echo and returns its address;
+// prio is appended to the TLS 1.3 PSK priority string.
+func startGnutlsServ(t testing.TB, identity string, key []byte, prio string) (string, *peer) {
+	bin := needPeer(t, "gnutls-serv")
+	addr, port := freePort(t)
+	p := startPeer(t, bin, "--echo", "--crlf", "-p", port, "--pskpasswd", gnutlsPSKFile(t, identity, key),
+		"--priority", gnutlsPriority+prio)
+	p.stderr.waitFor(t, "IPv4 0.0.0.0 port "+port+"...done", p)
+	return addr, p
+}
+
+// gnutlsPriority restricts GnuTLS to TLS 1.3 with PSK key exchanges.
+const gnutlsPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+PSK:+ECDHE-PSK:+DHE-PSK"

@@ -1,0 +1,96 @@
+package tlspsk
+
+import (
+	"crypto"
+	"crypto/aes"
+	"crypto/cipher"
+	"strings"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// TLS 1.3 cipher suites (RFC 8446 B.4).
+const (
+	TLS_AES_128_GCM_SHA256       uint16 = 0x1301
+	TLS_AES_256_GCM_SHA384       uint16 = 0x1302
+	TLS_CHACHA20_POLY1305_SHA256 uint16 = 0x1303
+)
+
+// TLS 1.2 PSK cipher suites (RFC 5487, 7905). Named here so that
+// CipherSuiteName and CipherSuiteByName know them; the TLS 1.2 handshake is
+// not implemented yet.
+const (
+	TLS_PSK_WITH_AES_128_GCM_SHA256             uint16 = 0x00A8
+	TLS_PSK_WITH_AES_256_GCM_SHA384             uint16 = 0x00A9
+	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256       uint16 = 0xCCAB
+	TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256 uint16 = 0xCCAC
+)
+
+type cipherSuite struct {
+	id      uint16
+	name    string // OpenSSL name
+	iana    string
+	hash    crypto.Hash
+	keyLen  int
+	tls13   bool
+	newAEAD func(key []byte) (cipher.AEAD, error)
+	maxRecs uint64 // records per key before a KeyUpdate
+	impl    bool   // handshake implemented (false: name only)
+	chacha  bool
+}
+
+func newGCM(key []byte) (cipher.AEAD, error) {
+	b, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(b)
+}
+
+// keyUpdateAfter is the number of records sent under one key before we
+// update it: far below the AES-GCM limit of RFC 8446 5.5 (2^24.5 full
+// records). ChaCha20-Poly1305 has no practical limit; it uses the same.
+const keyUpdateAfter = 1 << 24
+
+var allSuites = []*cipherSuite{
+	{id: TLS_AES_128_GCM_SHA256, name: "TLS_AES_128_GCM_SHA256", iana: "TLS_AES_128_GCM_SHA256", hash: crypto.SHA256, keyLen: 16, tls13: true, newAEAD: newGCM, impl: true},
+	{id: TLS_AES_256_GCM_SHA384, name: "TLS_AES_256_GCM_SHA384", iana: "TLS_AES_256_GCM_SHA384", hash: crypto.SHA384, keyLen: 32, tls13: true, newAEAD: newGCM, impl: true},
+	{id: TLS_CHACHA20_POLY1305_SHA256, name: "TLS_CHACHA20_POLY1305_SHA256", iana: "TLS_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, tls13: true, newAEAD: chacha20poly1305.New, impl: true, chacha: true},
+	{id: TLS_PSK_WITH_AES_128_GCM_SHA256, name: "PSK-AES128-GCM-SHA256", iana: "TLS_PSK_WITH_AES_128_GCM_SHA256", hash: crypto.SHA256, keyLen: 16, newAEAD: newGCM},
+	{id: TLS_PSK_WITH_AES_256_GCM_SHA384, name: "PSK-AES256-GCM-SHA384", iana: "TLS_PSK_WITH_AES_256_GCM_SHA384", hash: crypto.SHA384, keyLen: 32, newAEAD: newGCM},
+	{id: TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "PSK-CHACHA20-POLY1305", iana: "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true},
+	{id: TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "ECDHE-PSK-CHACHA20-POLY1305", iana: "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true},
+}
+
+// defaultSuites13 prefers AES-128-GCM (fast with AES-NI), then ChaCha20,
+// then AES-256-GCM (which needs a SHA-384 PSK).
+var defaultSuites13 = []uint16{TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_256_GCM_SHA384}
+
+func suiteByID(id uint16) *cipherSuite {
+	for _, s := range allSuites {
+		if s.id == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// CipherSuiteName returns the OpenSSL name of a suite ("TLS_AES_128_GCM_SHA256",
+// "PSK-AES128-GCM-SHA256"), or a hex form for unknown ones.
+func CipherSuiteName(id uint16) string {
+	if s := suiteByID(id); s != nil {
+		return s.name
+	}
+	const hexd = "0123456789ABCDEF"
+	return "0x" + string([]byte{hexd[id>>12], hexd[id>>8&15], hexd[id>>4&15], hexd[id&15]})
+}
+
+// CipherSuiteByName accepts OpenSSL and IANA names, case-insensitively.
+func CipherSuiteByName(name string) (uint16, bool) {
+	for _, s := range allSuites {
+		if strings.EqualFold(name, s.name) || strings.EqualFold(name, s.iana) {
+			return s.id, true
+		}
+	}
+	return 0, false
+}

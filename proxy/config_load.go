@@ -1,0 +1,357 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// EnvPrefix starts every environment variable the proxy reads.
+const EnvPrefix = "MCBN_PROXY_"
+
+// ParseConfig decodes a YAML config. Unknown keys are errors that name the
+// key and its line.
+func ParseConfig(data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return c, nil // an empty file: flags may still give a route
+		}
+		return nil, yamlError(err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("config: more than one YAML document")
+	}
+	c.probeSet = hasKey(data, "probe_interval")
+	return c, nil
+}
+
+var (
+	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
+	quotedValueRE  = regexp.MustCompile("`[^`]*`")
+)
+
+// yamlError rewrites yaml.v3's messages in the words of a config file. It
+// hides the values yaml.v3 quotes: a misplaced key must not reach a log.
+func yamlError(err error) error {
+	return fmt.Errorf("config: %s", yamlMessage(err))
+}
+
+func yamlMessage(err error) string {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = quotedValueRE.ReplaceAllString(msg, "(value hidden)")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = unknownFieldRE.ReplaceAllString(msg, "unknown key \"$1\"")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	return msg
+}
+
+func hasKey(data []byte, key string) bool {
+	var n yaml.Node
+	if yaml.Unmarshal(data, &n) != nil || len(n.Content) == 0 {
+		return false
+	}
+	m := n.Content[0]
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+// field is one setting that a flag and an environment variable can give.
+type field struct {
+	flag  string // flag name; the environment variable is EnvPrefix + upper(flag) with - as _
+	key   string // YAML key, for messages
+	usage string
+	bool  bool
+	set   func(c *Config, r *Route, v string) error // r is nil for global fields
+}
+
+// EnvName is the environment variable for a flag, e.g. psk-file ->
+// MCBN_PROXY_PSK_FILE.
+func EnvName(flag string) string {
+	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// RouteEnvName is the environment variable for a setting of the named
+// route, e.g. ("web", "psk-file") -> MCBN_PROXY_ROUTE_WEB_PSK_FILE.
+func RouteEnvName(route, flag string) string {
+	n := strings.Map(func(r rune) rune {
+		if 'a' <= r && r <= 'z' {
+			return r - 'a' + 'A'
+		}
+		if 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' {
+			return r
+		}
+		return '_'
+	}, route)
+	return EnvPrefix + "ROUTE_" + n + "_" + strings.TrimPrefix(EnvName(flag), EnvPrefix)
+}
+
+func setDur(dst *Duration) func(*Config, *Route, string) error {
+	return func(_ *Config, _ *Route, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (e.g. 10s)", v)
+		}
+		*dst = Duration(d)
+		return nil
+	}
+}
+
+func parseInt(v string) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a whole number", v)
+	}
+	return n, nil
+}
+
+func parseList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+var globalFields = []field{
+	{flag: "admin", key: "admin", usage: "admin listener host:port for /healthz, /readyz, /status, /metrics (empty: off)",
+		set: func(c *Config, _ *Route, v string) error { c.Admin = v; return nil }},
+	{flag: "log-format", key: "log_format", usage: "log format: text or json (default text)",
+		set: func(c *Config, _ *Route, v string) error { c.LogFormat = v; return nil }},
+	{flag: "log-level", key: "log_level", usage: "log level: debug, info, warn or error (default info)",
+		set: func(c *Config, _ *Route, v string) error { c.LogLevel = v; return nil }},
+	{flag: "drain-timeout", key: "drain_timeout", usage: "on SIGTERM, how long open tunnels may finish (default 30s)",
+		set: func(c *Config, _ *Route, v string) error { return setDur(&c.DrainTimeout)(c, nil, v) }},
+	{flag: "probe-interval", key: "probe_interval", usage: "how often to test-dial each TCP route's destination for /status; 0 turns it off (default 10s)",
+		set: func(c *Config, _ *Route, v string) error {
+			c.probeSet = true
+			return setDur(&c.ProbeInterval)(c, nil, v)
+		}},
+}
+
+var routeFields = []field{
+	{flag: "name", key: "name", usage: "route name, used in logs, metrics and /status (default route1)",
+		set: func(_ *Config, r *Route, v string) error { r.Name = v; return nil }},
+	{flag: "transport", key: "transport", usage: "tcp or udp (default: from the listen scheme)",
+		set: func(_ *Config, r *Route, v string) error { r.Transport = v; return nil }},
+	{flag: "listen", key: "listen", usage: "listen address: client tcp://host:port or udp://..., server tls://host:port or dtls://...",
+		set: func(_ *Config, r *Route, v string) error { r.Listen = v; return nil }},
+	{flag: "connect", key: "connect", usage: "destination: client tls://server:port or dtls://..., server tcp://backend:port or udp://...",
+		set: func(_ *Config, r *Route, v string) error { r.Connect = v; return nil }},
+	{flag: "identity", key: "identity", usage: "PSK identity (default Client_identity, or the first identity of --psk-secrets)",
+		set: func(_ *Config, r *Route, v string) error { r.Identity = v; return nil }},
+	{flag: "psk", key: "psk.hex", usage: "PSK in hex (visible in ps: prefer --psk-file or --psk-env)",
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Hex = v; return nil }},
+	{flag: "psk-env", key: "psk.env", usage: "name of an environment variable holding the PSK in hex",
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Env = v; return nil }},
+	{flag: "psk-file", key: "psk.file", usage: "file holding the PSK in hex (mode 0600 or stricter); re-read on SIGHUP",
+		set: func(_ *Config, r *Route, v string) error { r.PSK.File = v; return nil }},
+	{flag: "psk-secrets", key: "psk.secrets", usage: "stunnel PSKsecrets file, IDENTITY:KEY a line; re-read on SIGHUP",
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Secrets = v; return nil }},
+	{flag: "psk-source", key: "psk.source", usage: "a registered PSK source kind (its options come from the config file)",
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Source = v; return nil }},
+	{flag: "tls-min-version", key: "tls.min_version", usage: "lowest TLS version: 1.2 or 1.3 (default 1.2)",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.MinVersion = v; return nil }},
+	{flag: "tls-max-version", key: "tls.max_version", usage: "highest TLS version: 1.2 or 1.3 (default 1.3)",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.MaxVersion = v; return nil }},
+	{flag: "tls-cipher-suites", key: "tls.cipher_suites", usage: "comma-separated TLS suites, OpenSSL or IANA names (default: tlspsk's)",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.CipherSuites = parseList(v); return nil }},
+	{flag: "tls-identity-hint", key: "tls.identity_hint", usage: "TLS 1.2 PSK identity hint a server sends",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.IdentityHint = v; return nil }},
+	{flag: "tls-psk-hash", key: "tls.psk_hash", usage: "hash a TLS 1.3 PSK is tied to: sha256 or sha384 (default sha256)",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.PSKHash = v; return nil }},
+	{flag: "tls-allow-psk-only", key: "tls.allow_psk_only", bool: true, usage: "allow PSK without (EC)DHE, i.e. without forward secrecy",
+		set: func(_ *Config, r *Route, v string) error {
+			b, err := strconv.ParseBool(v)
+			r.TLS.AllowPSKOnly = b
+			return err
+		}},
+	{flag: "dtls-cipher-suites", key: "dtls.cipher_suites", usage: "comma-separated DTLS suites (default ECDHE-PSK-CHACHA20-POLY1305,PSK-AES128-GCM-SHA256,PSK-AES128-CCM8,PSK-AES128-CCM)",
+		set: func(_ *Config, r *Route, v string) error { r.DTLS.CipherSuites = parseList(v); return nil }},
+	{flag: "dtls-connection-id", key: "dtls.connection_id", bool: true, usage: "use DTLS connection IDs, RFC 9146 (default true)",
+		set: func(_ *Config, r *Route, v string) error {
+			b, err := strconv.ParseBool(v)
+			r.DTLS.ConnectionID = &b
+			return err
+		}},
+	{flag: "dtls-identity-hint", key: "dtls.identity_hint", usage: "DTLS PSK identity hint a server sends",
+		set: func(_ *Config, r *Route, v string) error { r.DTLS.IdentityHint = v; return nil }},
+	{flag: "dtls-flight-interval", key: "dtls.flight_interval", usage: "DTLS handshake retransmission interval (default 1s)",
+		set: func(_ *Config, r *Route, v string) error { return setDur(&r.DTLS.FlightInterval)(nil, r, v) }},
+	{flag: "dtls-mtu", key: "dtls.mtu", usage: "DTLS handshake MTU in bytes (default 1200)",
+		set: func(_ *Config, r *Route, v string) error {
+			n, err := parseInt(v)
+			r.DTLS.MTU = n
+			return err
+		}},
+	{flag: "handshake-timeout", key: "timeouts.handshake", usage: "bound on a TLS or DTLS handshake (default 10s)",
+		set: func(_ *Config, r *Route, v string) error { return setDur(&r.Timeouts.Handshake)(nil, r, v) }},
+	{flag: "dial-timeout", key: "timeouts.dial", usage: "bound on connecting to the destination (default 5s)",
+		set: func(_ *Config, r *Route, v string) error { return setDur(&r.Timeouts.Dial)(nil, r, v) }},
+	{flag: "idle-timeout", key: "timeouts.idle", usage: "close a tunnel or UDP session idle this long (default: TCP never, UDP 2m)",
+		set: func(_ *Config, r *Route, v string) error {
+			var d Duration
+			err := setDur(&d)(nil, r, v)
+			r.Timeouts.Idle = &d
+			return err
+		}},
+	{flag: "max-connections", key: "limits.max_connections", usage: "TCP tunnels open at once (default 4096)",
+		set: func(_ *Config, r *Route, v string) error {
+			n, err := parseInt(v)
+			r.Limits.MaxConnections = n
+			return err
+		}},
+	{flag: "max-sessions", key: "limits.max_sessions", usage: "UDP sessions open at once (default 1024)",
+		set: func(_ *Config, r *Route, v string) error {
+			n, err := parseInt(v)
+			r.Limits.MaxSessions = n
+			return err
+		}},
+	{flag: "session-queue", key: "limits.session_queue", usage: "datagrams a new UDP session queues during its handshake (default 64)",
+		set: func(_ *Config, r *Route, v string) error {
+			n, err := parseInt(v)
+			r.Limits.SessionQueue = n
+			return err
+		}},
+}
+
+// flagValue records a flag in a map so that only flags given on the
+// command line override the config file and the environment.
+type flagValue struct {
+	name   string
+	isBool bool
+	vals   map[string]string
+}
+
+func (f *flagValue) String() string   { return "" }
+func (f *flagValue) IsBoolFlag() bool { return f.isBool }
+func (f *flagValue) Set(v string) error {
+	f.vals[f.name] = v
+	return nil
+}
+
+// RegisterFlags defines --config and one flag per setting on fs. The
+// returned map holds the flags given, by name, after fs.Parse.
+func RegisterFlags(fs *flag.FlagSet) map[string]string {
+	vals := map[string]string{}
+	fs.Var(&flagValue{name: "config", vals: vals}, "config", "YAML config file with routes (env "+EnvName("config")+")")
+	for _, f := range append(append([]field(nil), globalFields...), routeFields...) {
+		fs.Var(&flagValue{name: f.flag, isBool: f.bool, vals: vals}, f.flag, f.usage+" (env "+EnvName(f.flag)+", yaml "+f.key+")")
+	}
+	return vals
+}
+
+// LoadOptions are the inputs of LoadConfig besides the mode.
+type LoadOptions struct {
+	Flags  map[string]string            // from RegisterFlags
+	Getenv func(string) (string, bool)  // nil: os.LookupEnv
+	Read   func(string) ([]byte, error) // nil: os.ReadFile
+}
+
+// LoadConfig builds and validates the config of a proxy in mode from, in
+// increasing precedence: defaults, the --config file, environment
+// variables, flags. Flags and MCBN_PROXY_<FLAG> variables that describe a
+// route apply to the only route (creating it when the file has none);
+// MCBN_PROXY_ROUTE_<NAME>_<FLAG> applies to the named route.
+func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
+	getenv := o.Getenv
+	if getenv == nil {
+		getenv = os.LookupEnv
+	}
+	read := o.Read
+	if read == nil {
+		read = os.ReadFile
+	}
+	env := func(name string) (string, bool) {
+		v, ok := getenv(name)
+		return v, ok && v != ""
+	}
+	lookup := func(flag string) (string, string, bool) {
+		if v, ok := o.Flags[flag]; ok {
+			return v, "--" + flag, true
+		}
+		if v, ok := env(EnvName(flag)); ok {
+			return v, EnvName(flag), true
+		}
+		return "", "", false
+	}
+	c := &Config{}
+	if path, _, ok := lookup("config"); ok {
+		data, err := read(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		if c, err = ParseConfig(data); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if c.Mode != "" && c.Mode != mode {
+		return nil, fmt.Errorf("mode: the config file is for a %s proxy, but this is mcbn proxy %s", c.Mode, mode)
+	}
+	c.Mode = mode
+	for _, f := range globalFields {
+		if v, from, ok := lookup(f.flag); ok {
+			if err := f.set(c, nil, v); err != nil {
+				return nil, fmt.Errorf("%s (%s): %v", f.key, from, err)
+			}
+		}
+	}
+	var given []string
+	for _, f := range routeFields {
+		if _, from, ok := lookup(f.flag); ok {
+			given = append(given, from)
+		}
+	}
+	if len(given) > 0 {
+		switch len(c.Routes) {
+		case 0:
+			c.Routes = []Route{{}}
+		case 1:
+		default:
+			return nil, fmt.Errorf("%s set one route, but the config file has %d routes: use MCBN_PROXY_ROUTE_<NAME>_... or edit the file", strings.Join(given, ", "), len(c.Routes))
+		}
+		for _, f := range routeFields {
+			if v, from, ok := lookup(f.flag); ok {
+				if err := f.set(c, &c.Routes[0], v); err != nil {
+					return nil, fmt.Errorf("%s (%s): %v", f.key, from, err)
+				}
+			}
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("route%d", i+1)
+		}
+		for _, f := range routeFields {
+			name := RouteEnvName(r.Name, f.flag)
+			if v, ok := env(name); ok {
+				if err := f.set(c, r, v); err != nil {
+					return nil, fmt.Errorf("routes[%d] (%s): %s (%s): %v", i, r.Name, f.key, name, err)
+				}
+			}
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}

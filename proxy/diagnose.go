@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Handshake failure reasons, as logged and as the metric label. The TCP
+// path gets them from tlspsk.FailureReason; the UDP path classifies pion's
+// errors the same way.
+const (
+	reasonUnknownIdentity = "unknown_identity"
+	reasonWrongKey        = "wrong_key"
+	reasonNoShared        = "no_shared_parameters"
+	reasonTimeout         = "timeout"
+	reasonPeerClosed      = "peer_closed"
+	reasonProtocol        = "protocol_error"
+	reasonLocal           = "local_error"
+	reasonNotReady        = "psk_not_ready"
+)
+
+// explain says what a reason means and what to check, in words a user can
+// act on.
+func explain(reason string, mode Mode, identity string) string {
+	switch reason {
+	case reasonUnknownIdentity:
+		if mode == ModeClient {
+			return fmt.Sprintf("the server does not know PSK identity %q: check the identity on both sides", identity)
+		}
+		return fmt.Sprintf("the peer offered PSK identity %q, which has no key here: check the identity on both sides", identity)
+	case reasonWrongKey:
+		return "the peer's PSK differs from ours for this identity: check that both sides use the same key"
+	case reasonNoShared:
+		return "no shared protocol version or cipher suite: compare tls/dtls versions and cipher_suites on both sides"
+	case reasonTimeout:
+		return "the handshake did not finish in time: the peer is slow, unreachable, or (DTLS) silently dropping our records"
+	case reasonPeerClosed:
+		if mode == ModeClient {
+			return "the server proxy closed the connection during the handshake: it may have no PSK yet, be at its connection limit, or not be a TLS-PSK server (see its log)"
+		}
+		return "the peer closed the connection during the handshake"
+	case reasonNotReady:
+		return "our PSK is not available yet"
+	case reasonLocal:
+		return "a local error ended the handshake"
+	}
+	return "the peer does not speak the expected protocol (wrong port, plain traffic, or garbage)"
+}
+
+// shortIdentity bounds an identity a peer chose before we log it.
+func shortIdentity(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// classifyDTLS turns a pion handshake error into a reason. pion drops
+// records that fail to decrypt, so a wrong key shows up as a timeout after
+// the key exchange: keyExchanged tells the two timeouts apart.
+func classifyDTLS(err error, keyExchanged bool) string {
+	if err == nil {
+		return ""
+	}
+	if errors.Is(err, ErrUnknownIdentity) {
+		return reasonUnknownIdentity
+	}
+	if errors.Is(err, ErrNotReady) {
+		return reasonNotReady
+	}
+	msg := err.Error()
+	var ne net.Error
+	timeout := strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || (errors.As(err, &ne) && ne.Timeout())
+	switch {
+	case timeout && keyExchanged:
+		return reasonWrongKey
+	case timeout:
+		return reasonTimeout
+	case strings.Contains(msg, "UnknownPSKIdentity"):
+		return reasonUnknownIdentity
+	case strings.Contains(msg, "DecryptError"), strings.Contains(msg, "BadRecordMac"):
+		return reasonWrongKey
+	case strings.Contains(msg, "InsufficientSecurity"), strings.Contains(msg, "HandshakeFailure"),
+		strings.Contains(msg, "cipher suite"), strings.Contains(msg, "ProtocolVersion"):
+		return reasonNoShared
+	case strings.Contains(msg, "InternalError") && keyExchanged:
+		// pion answers an unknown identity with internal_error.
+		return reasonUnknownIdentity
+	case strings.Contains(msg, "EOF"), strings.Contains(msg, "closed"):
+		return reasonPeerClosed
+	}
+	return reasonProtocol
+}
+
+func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }

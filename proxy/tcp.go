@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
+)
+
+// tcpRoute is TCP over TLS-PSK: a client proxy accepts plain TCP and dials
+// tls://, a server proxy accepts TLS-PSK and dials the plain backend.
+type tcpRoute struct {
+	*route
+	ln     net.Listener
+	tmpl   *tlspsk.Config
+	active atomic.Int64
+}
+
+func newTCPRoute(r *route) (*tcpRoute, error) {
+	tmpl, err := tlsSettings(r.cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &tcpRoute{route: r, tmpl: tmpl}, nil
+}
+
+func (t *tcpRoute) base() *route { return t.route }
+func (t *tcpRoute) open() int64  { return t.active.Load() }
+
+func (t *tcpRoute) listen() error {
+	ln, err := net.Listen("tcp", t.cfg.listen.HostPort())
+	if err != nil {
+		return err
+	}
+	t.ln = ln
+	return nil
+}
+
+func (t *tcpRoute) addr() net.Addr {
+	if t.ln == nil {
+		return nil
+	}
+	return t.ln.Addr()
+}
+
+func (t *tcpRoute) stopAccepting() {
+	if t.ln != nil {
+		t.ln.Close()
+	}
+}
+
+func (t *tcpRoute) serve() {
+	var backoff time.Duration
+	for {
+		c, err := t.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			t.log.Warn("accept failed", "err", err)
+			backoff = acceptBackoff(backoff)
+			continue
+		}
+		backoff = 0
+		if !t.ready(c.RemoteAddr()) || !t.underLimit(t.active.Load(), t.cfg.Limits.MaxConnections, "connections") {
+			c.Close()
+			continue
+		}
+		if !t.track.add(c) {
+			continue
+		}
+		t.active.Add(1)
+		go func() {
+			defer func() {
+				t.active.Add(-1)
+				t.track.done(c)
+			}()
+			if t.mode == ModeServer {
+				t.handleServer(c)
+			} else {
+				t.handleClient(c)
+			}
+		}()
+	}
+}
+
+// countingConn counts bytes read, to tell a port probe (connect, then
+// close without a byte) from a failed handshake.
+type countingConn struct {
+	net.Conn
+	n atomic.Int64
+}
+
+// CloseWrite passes the half-close through to the TCP socket.
+func (c *countingConn) CloseWrite() error {
+	if cw, ok := c.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (t *tcpRoute) handleServer(raw net.Conn) {
+	peer := raw.RemoteAddr().String()
+	cc := &countingConn{Conn: raw}
+	cfg := t.tmpl.Clone()
+	var offered atomic.Value
+	cfg.GetKey = func(id string) ([]byte, error) {
+		offered.Store(id)
+		k, err := t.src.Key(id)
+		if errors.Is(err, ErrUnknownIdentity) {
+			return nil, nil
+		}
+		return k, err
+	}
+	tc := tlspsk.Server(cc, cfg)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
+	start := time.Now()
+	err := tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		id, _ := offered.Load().(string)
+		t.handshakeFailed(err, peer, id, cc.n.Load() == 0, start)
+		tc.Close()
+		return
+	}
+	st := tc.ConnectionState()
+	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
+	backend, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
+	dcancel()
+	t.dest.record(err)
+	if err != nil {
+		t.log.Warn("backend unreachable: closing the tunnel", "peer", peer, "connect", t.cfg.Connect, "err", err)
+		t.met.dialFailures.Inc()
+		tc.Close()
+		return
+	}
+	t.log.Debug("tunnel open", "peer", peer, "identity", st.PSKIdentity, "version", tlsVersionName(st.Version),
+		"suite", tlspsk.CipherSuiteName(st.CipherSuite))
+	t.tunnel(tc, backend)
+}
+
+func (t *tcpRoute) handleClient(local net.Conn) {
+	peer := local.RemoteAddr().String()
+	key, err := t.src.Key(t.identity)
+	if err != nil {
+		t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", t.identity, "err", err)
+		local.Close()
+		return
+	}
+	cfg := t.tmpl.Clone()
+	cfg.Identity, cfg.Key = t.identity, key
+	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
+	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
+	dcancel()
+	t.dest.record(err)
+	if err != nil {
+		t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
+		t.met.dialFailures.Inc()
+		local.Close()
+		return
+	}
+	tc := tlspsk.Client(raw, cfg)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
+	start := time.Now()
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		t.handshakeFailed(err, t.cfg.Connect, t.identity, false, start)
+		tc.Close()
+		local.Close()
+		return
+	}
+	st := tc.ConnectionState()
+	t.log.Debug("tunnel open", "peer", peer, "version", tlsVersionName(st.Version), "suite", tlspsk.CipherSuiteName(st.CipherSuite))
+	t.tunnel(local, tc)
+}
+
+// tunnel carries a (listener side) and b (destination side) to the end.
+func (t *tcpRoute) tunnel(a, b net.Conn) {
+	if !t.track.add(b) {
+		a.Close()
+		return
+	}
+	defer t.track.done(b)
+	t.met.tunnelsTotal.Inc()
+	t.met.tunnelsOpen.Inc()
+	defer t.met.tunnelsOpen.Dec()
+	pipe(a, b, t.cfg.IdleTimeout(), t.met.bytesFwd, t.met.bytesRev)
+}
+
+// handshakeFailed logs and counts a failed handshake. A connection that
+// closed without sending a byte is a port probe: debug only, not counted.
+func (t *tcpRoute) handshakeFailed(err error, peer, identity string, silent bool, start time.Time) {
+	reason := tlspsk.FailureReason(err)
+	if errors.Is(err, ErrNotReady) {
+		reason = reasonNotReady
+	}
+	if silent && reason == reasonPeerClosed {
+		t.log.Debug("connection closed before a handshake (port probe?)", "peer", peer)
+		return
+	}
+	if t.ctx.Err() != nil {
+		return // shutting down
+	}
+	// Log first, then count: a test (or an operator) that sees the count
+	// finds the log line.
+	t.log.Warn("handshake failed: "+explain(reason, t.mode, shortIdentity(identity)),
+		"peer", peer, "reason", reason, "identity", shortIdentity(identity), "after", since(start), "err", err)
+	t.met.handshakeFailed(reason)
+}

@@ -1,0 +1,343 @@
+package shareholder
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Consent values.
+const (
+	ConsentGranted = "granted"
+	ConsentRevoked = "revoked"
+)
+
+// Defaults of the daemon.
+const (
+	DefaultListen         = "127.0.0.1:8441"
+	DefaultRatePerSecond  = 1.0
+	DefaultRateBurst      = 10
+	DefaultMaxClients     = 10000
+	DefaultReloadInterval = 2 * time.Second
+	DefaultCostLimit      = 100000
+	maxConfigSize         = 1 << 20
+)
+
+// Config is the shareholder daemon's YAML configuration. Relative paths are
+// resolved against the directory of the config file.
+type Config struct {
+	// Name of this participant, as in the group descriptor (for logs).
+	Name   string    `yaml:"name"`
+	Listen string    `yaml:"listen"`
+	TLS    TLSConfig `yaml:"tls"`
+	// ShareStore is file:///path or gcpsm://projects/P/secrets/S/versions/V.
+	ShareStore string `yaml:"share_store"`
+	// Group is the path of the public group descriptor.
+	Group    string         `yaml:"group"`
+	Verifier VerifierConfig `yaml:"verifier"`
+	// Exactly one of Policy (CEL text) and PolicyFile.
+	Policy     string `yaml:"policy"`
+	PolicyFile string `yaml:"policy_file"`
+	// Consent is "granted" or "revoked".
+	Consent  string `yaml:"consent"`
+	AuditLog string `yaml:"audit_log"`
+	// RateLimit applies per remote IP address.
+	RateLimit      RateLimitConfig `yaml:"rate_limit"`
+	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
+	ReloadInterval time.Duration   `yaml:"reload_interval"`
+	// PolicyCostLimit bounds the CEL evaluation cost.
+	PolicyCostLimit uint64 `yaml:"policy_cost_limit"`
+
+	// Resolved at load time.
+	dir        string
+	policyText string
+}
+
+// TLSConfig names the participant's certificate and key (PEM). Both empty:
+// a self-signed ECDSA P-256 certificate is generated at start.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// VerifierConfig configures attestation token verification.
+type VerifierConfig struct {
+	Issuer    string        `yaml:"issuer"`
+	Audience  string        `yaml:"audience"`
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// RateLimitConfig is a token bucket per remote address.
+type RateLimitConfig struct {
+	PerSecond  float64 `yaml:"per_second"`
+	Burst      int     `yaml:"burst"`
+	MaxClients int     `yaml:"max_clients"`
+}
+
+// ConfigError is a configuration error naming the field at fault.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
+
+func fieldErr(field, format string, a ...any) error {
+	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// LoadConfig reads, parses and validates the config file at path, reading
+// the policy file if one is named.
+func LoadConfig(path string) (*Config, error) {
+	data, err := readSmallFile(path, maxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c, err := ParseConfig(data, dir)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and validates YAML config text; dir resolves relative
+// paths (and policy_file is read from it).
+func ParseConfig(data []byte, dir string) (*Config, error) {
+	var c Config
+	if err := decodeYAMLStrict(data, &c); err != nil {
+		return nil, err
+	}
+	c.dir = dir
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// decodeYAMLStrict decodes one YAML document into v, rejecting unknown keys
+// (the error names the key and its line).
+func decodeYAMLStrict(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return errors.New("empty configuration")
+		}
+		return nameKeys(yamlError(err), data)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		return errors.New("yaml: more than one document")
+	}
+	return nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
+// nameKeys prefixes each "line N:" of a YAML error with the dotted key
+// written on that line, so a type error names its field too.
+func nameKeys(err error, data []byte) error {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return err
+	}
+	keys := map[int]string{}
+	var walk func(n *yaml.Node, prefix string)
+	walk = func(n *yaml.Node, prefix string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, prefix)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				if prefix != "" {
+					k = prefix + "." + k
+				}
+				if _, ok := keys[n.Content[i].Line]; !ok {
+					keys[n.Content[i].Line] = k
+				}
+				walk(n.Content[i+1], k)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				walk(c, fmt.Sprintf("%s[%d]", prefix, i))
+			}
+		}
+	}
+	walk(&doc, "")
+	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
+		var line int
+		fmt.Sscanf(m, "line %d: ", &line)
+		if k, ok := keys[line]; ok && !strings.Contains(err.Error(), "unknown key") {
+			return k + " (" + strings.TrimSuffix(m, ": ") + "): "
+		}
+		return m
+	})
+	return errors.New(msg)
+}
+
+// typeNameRE matches yaml.v3's "not found in type pkg.T" suffix.
+var typeNameRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlError rewrites yaml.v3's messages so an unknown key reads as such.
+func yamlError(err error) error {
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
+	msg = typeNameRE.ReplaceAllString(msg, "unknown key $1")
+	msg = strings.ReplaceAll(msg, "\n  ", "; ")
+	return errors.New(msg)
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+func (c *Config) validate() error {
+	if c.Name != "" && !nameRE.MatchString(c.Name) {
+		return fieldErr("name", "%q is not a valid name (1-64 of A-Z a-z 0-9 . _ -)", c.Name)
+	}
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fieldErr("listen", "%q is not host:port", c.Listen)
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		return fieldErr("tls", "set both tls.cert and tls.key, or neither for a generated self-signed certificate")
+	}
+	c.TLS.Cert, c.TLS.Key = c.abs(c.TLS.Cert), c.abs(c.TLS.Key)
+	if c.ShareStore == "" {
+		return fieldErr("share_store", "missing (file:///path/share.json or gcpsm://projects/P/secrets/S/versions/V)")
+	}
+	if _, err := parseStoreURL(c.ShareStore, c.dir); err != nil {
+		return fieldErr("share_store", "%v", err)
+	}
+	if c.Group == "" {
+		return fieldErr("group", "missing: the path of the group descriptor (group.json)")
+	}
+	c.Group = c.abs(c.Group)
+	if c.Verifier.Issuer == "" {
+		return fieldErr("verifier.issuer", "missing (e.g. https://confidentialcomputing.googleapis.com)")
+	}
+	if c.Verifier.Audience == "" {
+		return fieldErr("verifier.audience", "missing: the audience proxies ask tokens for, e.g. this daemon's URL")
+	}
+	if c.Verifier.ClockSkew < 0 || c.Verifier.ClockSkew > 5*time.Minute {
+		return fieldErr("verifier.clock_skew", "%v outside 0..5m", c.Verifier.ClockSkew)
+	}
+	switch {
+	case c.Policy != "" && c.PolicyFile != "":
+		return fieldErr("policy", "set policy or policy_file, not both")
+	case c.Policy == "" && c.PolicyFile == "":
+		return fieldErr("policy", "missing: a CEL expression (see mcbn shareholder policy confidential-space)")
+	case c.PolicyFile != "":
+		c.PolicyFile = c.abs(c.PolicyFile)
+		b, err := readSmallFile(c.PolicyFile, 64<<10)
+		if err != nil {
+			return fieldErr("policy_file", "%v", err)
+		}
+		c.policyText = string(b)
+	default:
+		c.policyText = c.Policy
+	}
+	switch c.Consent {
+	case ConsentGranted, ConsentRevoked:
+	case "":
+		return fieldErr("consent", "missing: granted or revoked")
+	default:
+		return fieldErr("consent", "%q, want granted or revoked", c.Consent)
+	}
+	if c.AuditLog == "" {
+		return fieldErr("audit_log", "missing: the path of the hash-chained audit log")
+	}
+	c.AuditLog = c.abs(c.AuditLog)
+	rl := &c.RateLimit
+	switch {
+	case rl.PerSecond < 0:
+		return fieldErr("rate_limit.per_second", "must not be negative")
+	case rl.PerSecond == 0:
+		rl.PerSecond = DefaultRatePerSecond
+	}
+	switch {
+	case rl.Burst < 0:
+		return fieldErr("rate_limit.burst", "must not be negative")
+	case rl.Burst == 0:
+		rl.Burst = DefaultRateBurst
+	}
+	switch {
+	case rl.MaxClients < 0:
+		return fieldErr("rate_limit.max_clients", "must not be negative")
+	case rl.MaxClients == 0:
+		rl.MaxClients = DefaultMaxClients
+	}
+	switch {
+	case c.MaxBodyBytes < 0 || c.MaxBodyBytes > 1<<20:
+		return fieldErr("max_body_bytes", "%d outside 1..1048576", c.MaxBodyBytes)
+	case c.MaxBodyBytes == 0:
+		c.MaxBodyBytes = DefaultMaxBody
+	}
+	switch {
+	case c.ReloadInterval < 0:
+		return fieldErr("reload_interval", "must not be negative")
+	case c.ReloadInterval == 0:
+		c.ReloadInterval = DefaultReloadInterval
+	}
+	if c.PolicyCostLimit == 0 {
+		c.PolicyCostLimit = DefaultCostLimit
+	}
+	if _, err := CompilePolicy(c.policyText, c.PolicyCostLimit); err != nil {
+		field := "policy"
+		if c.PolicyFile != "" {
+			field = "policy_file"
+		}
+		return fieldErr(field, "%v", err)
+	}
+	return nil
+}
+
+// PolicyText returns the CEL text in force (inline or read from the file).
+func (c *Config) PolicyText() string { return c.policyText }
+
+func (c *Config) abs(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.dir == "" {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}
+
+// readSmallFile reads a regular file of at most limit bytes.
+func readSmallFile(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s: not a regular file", path)
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	b := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}

@@ -1,0 +1,42 @@
+package shareholder
+
+import (
+	"fmt"
+
+	"github.com/mcbn/mcbn/proxy"
+)
+
+// SourceKind is the proxy config's psk.source value for this source.
+const SourceKind = "shares"
+
+// The proxy finds the shares source through its registry: a route with
+//
+//	psk:
+//	  source: shares
+//	  options: {group: ..., shareholders: [...], attestation: {...}, ...}
+//
+// gets a SharesSource built from options (a SharesSourceConfig).
+func init() {
+	proxy.RegisterSource(SourceKind, newFromSpec)
+}
+
+func newFromSpec(spec proxy.SourceSpec) (proxy.Source, error) {
+	var cfg SharesSourceConfig
+	if err := spec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("psk.options: %w", err)
+	}
+	switch {
+	case cfg.Identity == "":
+		cfg.Identity = spec.Identity
+	case spec.Identity != "" && cfg.Identity != spec.Identity:
+		return nil, fieldErr("psk.options.identity", "%q differs from the route's identity %q", cfg.Identity, spec.Identity)
+	}
+	s, err := NewSharesSource(cfg, nil, spec.Logger)
+	if err != nil {
+		if ce, ok := err.(*ConfigError); ok {
+			ce.Field = "psk.options." + ce.Field
+		}
+		return nil, err
+	}
+	return s, nil
+}

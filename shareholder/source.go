@@ -1,0 +1,260 @@
+package shareholder
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/mcbn/mcbn/attest"
+	"github.com/mcbn/mcbn/proxy"
+	"github.com/mcbn/mcbn/psk"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// SharesSource is the proxy's `shares` PSK source: it gathers T shares from
+// the shareholders, reconstructs the group secret, derives the PSK and
+// gathers again every refresh interval. Below T it drops the key.
+type SharesSource struct {
+	p        *prepared
+	provider attest.TokenProvider
+	log      *slog.Logger
+	metrics  *sourceMetrics
+
+	mu       sync.RWMutex
+	key      []byte
+	status   string
+	since    time.Time
+	progress Progress
+	rounds   int
+	// last outcome per shareholder, so logs say what changed, not every round
+	lastOutcome map[string]string
+
+	changes chan struct{}
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+var _ proxy.Source = (*SharesSource)(nil)
+var _ proxy.Reloader = (*SharesSource)(nil)
+
+// NewSharesSource validates cfg, loads the group descriptor and starts
+// gathering in the background. provider nil means the one cfg.Attestation
+// names; logger nil means slog.Default(). Close stops it and wipes the key.
+func NewSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logger *slog.Logger) (*SharesSource, error) {
+	p, err := prepare(cfg, "")
+	if err != nil {
+		return nil, err
+	}
+	if provider == nil {
+		if provider, err = p.provider(); err != nil {
+			return nil, fieldErr("attestation", "%v", err)
+		}
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	s := &SharesSource{
+		p: p, provider: provider, log: logger.With("source", "shares", "group", p.group.Name),
+		metrics: newSourceMetrics(),
+		status:  "gathering shares", since: time.Now(), lastOutcome: map[string]string{},
+		changes: make(chan struct{}, 1), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	go s.run()
+	return s, nil
+}
+
+// Key returns a copy of the PSK for the configured identity.
+func (s *SharesSource) Key(identity string) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.key == nil {
+		return nil, proxy.NotReady(s.status)
+	}
+	if identity != s.p.cfg.Identity {
+		return nil, proxy.ErrUnknownIdentity
+	}
+	return bytes.Clone(s.key), nil
+}
+
+// Status reports readiness and the last round's progress.
+func (s *SharesSource) Status() proxy.SourceStatus {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return proxy.SourceStatus{Ready: s.key != nil, State: s.status, Since: s.since}
+}
+
+// Progress returns the last round's per-shareholder outcomes.
+func (s *SharesSource) Progress() Progress {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.progress
+}
+
+// Rounds returns how many gathering rounds have completed.
+func (s *SharesSource) Rounds() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rounds
+}
+
+// Identity returns the PSK identity the key is derived for.
+func (s *SharesSource) Identity() string { return s.p.cfg.Identity }
+
+// CloseTunnelsOnLoss reports whether open tunnels should be closed when the
+// key is dropped.
+func (s *SharesSource) CloseTunnelsOnLoss() bool { return s.p.cfg.CloseTunnelsOnLoss }
+
+// Changes is signalled when the key or readiness changes.
+func (s *SharesSource) Changes() <-chan struct{} { return s.changes }
+
+// Reload gathers again now (proxy SIGHUP).
+func (s *SharesSource) Reload() error {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close stops gathering and wipes the key.
+func (s *SharesSource) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.mu.Lock()
+		psk.Wipe(s.key)
+		s.key = nil
+		s.status = "closed"
+		s.mu.Unlock()
+	})
+	return nil
+}
+
+func (s *SharesSource) run() {
+	defer close(s.done)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-s.done:
+		}
+	}()
+	for {
+		ready := s.round(ctx)
+		wait := s.p.cfg.Refresh
+		if !ready && wait > maxRetry {
+			wait = maxRetry
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-s.kick:
+			t.Stop()
+		case <-t.C:
+		}
+	}
+}
+
+// round gathers once and installs or drops the key; it reports readiness.
+func (s *SharesSource) round(ctx context.Context) bool {
+	prog, shares := gather(ctx, s.p, s.provider, true)
+	defer wipeShares(shares)
+	if ctx.Err() != nil {
+		return false
+	}
+	s.metrics.observe(prog)
+	var key []byte
+	status := prog.String()
+	if prog.Enough() {
+		secret, bad, err := psk.CombineValid(s.p.group, shares)
+		for _, b := range bad {
+			s.log.Error("share set aside", "err", b)
+		}
+		if err == nil {
+			key, err = psk.DerivePSK(secret, s.p.group.ID, s.p.cfg.Identity, s.p.cfg.Epoch, s.p.cfg.KeyLength)
+			psk.Wipe(secret)
+		}
+		if err != nil {
+			s.log.Error("reconstruction failed", "err", err)
+			status += "; reconstruction failed"
+			key = nil
+		}
+	}
+	s.logOutcomes(prog)
+	s.install(key, prog, status)
+	return key != nil
+}
+
+// install swaps the key (wiping the old one) and signals a change when the
+// key or readiness changed.
+func (s *SharesSource) install(key []byte, prog Progress, status string) {
+	s.mu.Lock()
+	old, prevStatus := s.key, s.status
+	changed := (old == nil) != (key == nil) || (old != nil && subtle.ConstantTimeCompare(old, key) != 1)
+	wasReady := old != nil
+	s.key, s.status = key, status
+	s.rounds++
+	s.progress = prog
+	if changed {
+		s.since = time.Now()
+	}
+	s.mu.Unlock()
+	psk.Wipe(old)
+	s.metrics.setReady(key != nil)
+	switch {
+	case key != nil && !wasReady:
+		s.log.Info("PSK ready", "progress", status, "identity", s.p.cfg.Identity)
+	case key == nil && wasReady:
+		s.log.Error("PSK dropped: not enough shareholders consent", "progress", status)
+	case key == nil && status != prevStatus:
+		s.log.Warn("PSK not available", "progress", status)
+	default:
+		s.log.Debug("shares gathered", "progress", status)
+	}
+	if changed {
+		select {
+		case s.changes <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Collector returns the source's metrics (mcbn_shares_results_total,
+// mcbn_shares_ready) for the proxy to register; they never hold key
+// material. Register it once per source (add a route label with
+// prometheus.WrapRegistererWith when there are several).
+func (s *SharesSource) Collector() prometheus.Collector { return s.metrics }
+
+// logOutcomes logs each shareholder whose outcome changed since the last
+// round: who refused and why, who returned an invalid share, who recovered.
+// Metrics count every round.
+func (s *SharesSource) logOutcomes(prog Progress) {
+	for _, o := range prog.Outcomes {
+		if o.State == StateNotNeeded {
+			continue
+		}
+		now := o.String()
+		if s.lastOutcome[o.Name] == now {
+			continue
+		}
+		s.lastOutcome[o.Name] = now
+		switch o.State {
+		case StateInvalid:
+			s.log.Error("shareholder returned an invalid share; using the others", "shareholder", o.Name, "reason", o.Reason)
+		case StateRefused, StateUnreachable:
+			s.log.Warn("shareholder did not release", "shareholder", o.Name, "state", o.State, "reason", o.Reason)
+		case StateOK:
+			s.log.Info("shareholder released", "shareholder", o.Name)
+		}
+	}
+}

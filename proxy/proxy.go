@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options are the parts of a Proxy that do not come from the config.
@@ -65,6 +67,15 @@ func New(cfg *Config, o Options) (*Proxy, error) {
 			}
 		} else if id == "" {
 			id = DefaultIdentity
+		}
+		if ms, ok := src.(MetricsSource); ok {
+			reg := prometheus.WrapRegistererWith(prometheus.Labels{"route": rc.Name}, p.met.reg)
+			if err := reg.Register(ms.Collector()); err != nil {
+				src.Close()
+				p.closeSources()
+				cancel()
+				return nil, fmt.Errorf("routes[%d] (%s): psk source metrics: %w", i, rc.Name, err)
+			}
 		}
 		r := &route{cfg: rc, mode: cfg.Mode, identity: id, src: src, log: rlog, met: p.met.route(rc.Name), ctx: ctx}
 		r.dest.gauge = r.met.backendUp
@@ -162,6 +173,11 @@ func (p *Proxy) watchSource(r *route) {
 			case <-r.src.Changes():
 				st := set()
 				r.log.Info("PSK source changed", "psk_ready", st.Ready, "psk_state", st.State)
+				if tc, ok := r.src.(TunnelCloser); ok && !st.Ready && tc.CloseTunnelsOnLoss() {
+					if n := r.track.closeOpen(); n > 0 {
+						r.log.Warn("PSK lost: closed the open tunnels", "closed", n, "psk_state", st.State)
+					}
+				}
 			}
 		}
 	}()

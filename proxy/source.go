@@ -7,6 +7,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // ErrNotReady is returned by Source.Key while the source has no key (yet):
@@ -46,6 +48,20 @@ type SourceStatus struct {
 // A failed reload keeps the previous key and returns the error.
 type Reloader interface {
 	Reload() error
+}
+
+// TunnelCloser is implemented by sources that want the route's open tunnels
+// closed, not only new ones refused, when the key is lost (consent withdrawn
+// below the threshold). Without it, open tunnels live on until they end.
+type TunnelCloser interface {
+	CloseTunnelsOnLoss() bool
+}
+
+// MetricsSource is implemented by sources with metrics of their own (the
+// consent source's per-shareholder results). The proxy registers the
+// collector on its /metrics with a "route" label added.
+type MetricsSource interface {
+	Collector() prometheus.Collector
 }
 
 // SourceSpec is what a SourceFactory gets to build a source for a route.

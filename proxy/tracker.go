@@ -39,9 +39,17 @@ func (t *tracker) done(c io.Closer) {
 	t.wg.Done()
 }
 
+// closeAll ends every open tunnel and refuses new ones (the route is closing).
 func (t *tracker) closeAll() {
 	t.mu.Lock()
 	t.closed = true
+	t.mu.Unlock()
+	t.closeOpen()
+}
+
+// closeOpen ends the tunnels open now; new ones are still accepted.
+func (t *tracker) closeOpen() int {
+	t.mu.Lock()
 	conns := make([]io.Closer, 0, len(t.conns))
 	for c := range t.conns {
 		conns = append(conns, c)
@@ -50,6 +58,7 @@ func (t *tracker) closeAll() {
 	for _, c := range conns {
 		c.Close()
 	}
+	return len(conns)
 }
 
 // wait returns when every tracked tunnel is done or ctx ends.

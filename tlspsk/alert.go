@@ -19,6 +19,7 @@ const (
 	alertInsufficientSecurity   Alert = 71
 	alertInternalError          Alert = 80
 	alertUserCanceled           Alert = 90
+	alertNoRenegotiation        Alert = 100
 	alertMissingExtension       Alert = 109
 	alertUnsupportedExtension   Alert = 110
 	alertUnknownPSKIdentity     Alert = 115
@@ -49,6 +50,7 @@ var alertNames = map[Alert]string{
 	alertInternalError:          "internal_error",
 	alertInappropriateFallback:  "inappropriate_fallback",
 	alertUserCanceled:           "user_canceled",
+	alertNoRenegotiation:        "no_renegotiation",
 	alertMissingExtension:       "missing_extension",
 	alertUnsupportedExtension:   "unsupported_extension",
 	alertUnknownPSKIdentity:     "unknown_psk_identity",

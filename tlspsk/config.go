@@ -66,7 +66,17 @@ type Config struct {
 	// X25519, P-256.
 	CurvePreferences []CurveID
 	// AllowPSKOnly permits psk_ke (no forward secrecy). Off by default.
+	// For TLS 1.2 it makes a client offer the plain PSK suites (RFC 4279,
+	// no forward secrecy) after ECDHE_PSK; a client also offers the ones
+	// named in CipherSuites. A TLS 1.2 server accepts plain PSK suites by
+	// default, but only from clients that offer no ECDHE_PSK suite it
+	// shares (like openssl s_client -cipher PSK-AES128-GCM-SHA256); see
+	// RequireForwardSecrecy.
 	AllowPSKOnly bool
+	// RequireForwardSecrecy refuses the TLS 1.2 plain PSK suites in both
+	// roles, even when named in CipherSuites. It cannot be combined with
+	// AllowPSKOnly.
+	RequireForwardSecrecy bool
 	// KeyLogWriter receives secrets in the NSS key log format, for
 	// Wireshark. It defeats the security of the connection: debug only.
 	KeyLogWriter io.Writer
@@ -147,6 +157,44 @@ func (c *Config) suites13() []*cipherSuite {
 	return out
 }
 
+// suites12 returns the TLS 1.2 suites the config allows, in preference
+// order. A client leaves out plain PSK unless AllowPSKOnly is set or
+// CipherSuites names them; ECDHE_PSK needs a TLS 1.2 group.
+func (c *Config) suites12(isClient bool) []*cipherSuite {
+	ids := c.CipherSuites
+	if ids == nil {
+		ids = defaultSuites12
+	}
+	hasGroup := len(c.curves12()) > 0
+	var out []*cipherSuite
+	for _, id := range ids {
+		s := suiteByID(id)
+		if s == nil || s.tls13 || !s.impl {
+			continue
+		}
+		if s.ecdhe && !hasGroup {
+			continue
+		}
+		if !s.ecdhe && (c.RequireForwardSecrecy || isClient && c.CipherSuites == nil && !c.AllowPSKOnly) {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// curves12 returns the groups usable with TLS 1.2 ECDHE_PSK (not the
+// hybrid, which is TLS 1.3 only).
+func (c *Config) curves12() []CurveID {
+	var out []CurveID
+	for _, g := range c.curves() {
+		if g == X25519 || g == CurveP256 {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 func (c *Config) check(isClient bool) error {
 	if c == nil {
 		return errors.New("tlspsk: nil Config")
@@ -159,6 +207,9 @@ func (c *Config) check(isClient bool) error {
 	}
 	if !isClient && c.GetKey == nil && len(c.Key) == 0 {
 		return errors.New("tlspsk: server Config needs GetKey or Key")
+	}
+	if c.AllowPSKOnly && c.RequireForwardSecrecy {
+		return errors.New("tlspsk: AllowPSKOnly and RequireForwardSecrecy exclude each other")
 	}
 	if c.minVersion() > c.maxVersion() {
 		return errors.New("tlspsk: MinVersion above MaxVersion")

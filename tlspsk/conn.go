@@ -29,6 +29,7 @@ type Conn struct {
 	state    ConnectionState
 	suite    *cipherSuite
 	exporter []byte
+	tls12    *exporter12 // TLS 1.2 exporter inputs; nil without EMS
 
 	closed atomic.Bool
 }
@@ -38,12 +39,14 @@ type inState struct {
 	hc        halfConn
 	buf       []byte // raw bytes from the socket: buf[off:end] not yet used
 	off, end  int
-	input     []byte // decrypted application data not yet returned
-	hs        []byte // handshake bytes not yet consumed
-	err       error  // sticky
-	ccs       int    // dummy change_cipher_spec records seen
-	empty     int    // consecutive empty records
-	skipEarly int    // bytes of refused 0-RTT data the server may still skip
+	input     []byte    // decrypted application data not yet returned
+	hs        []byte    // handshake bytes not yet consumed
+	err       error     // sticky
+	ccs       int       // dummy change_cipher_spec records seen
+	empty     int       // consecutive empty records
+	skipEarly int       // bytes of refused 0-RTT data the server may still skip
+	tls12     bool      // TLS 1.2 negotiated: change_cipher_spec is real
+	next      *halfConn // TLS 1.2 read keys that the next change_cipher_spec installs
 }
 
 type outState struct {
@@ -66,6 +69,16 @@ type ConnectionState struct {
 	Group CurveID
 	// HelloRetryRequest is true if the server asked for another key share.
 	HelloRetryRequest bool
+	// ExtendedMasterSecret is true for TLS 1.2 with RFC 7627's extended
+	// master secret (always true for TLS 1.3, which has no such weakness).
+	ExtendedMasterSecret bool
+	// IdentityHint is the TLS 1.2 server's PSK identity hint, if any.
+	IdentityHint string
+}
+
+// exporter12 holds what the RFC 5705 exporter needs.
+type exporter12 struct {
+	master, clientRandom, serverRandom []byte
 }
 
 // Client returns a client-side Conn over conn.
@@ -229,10 +242,26 @@ func (c *Conn) ConnectionState() ConnectionState {
 	return s
 }
 
-// ExportKeyingMaterial returns keying material per RFC 8446 7.5.
+// ExportKeyingMaterial returns keying material per RFC 8446 7.5 (TLS 1.3)
+// or RFC 5705 (TLS 1.2, where a nil context differs from an empty one).
+// For TLS 1.2 it fails without the extended master secret, as RFC 7627 5.4
+// advises: the master secret is then not bound to the handshake.
 func (c *Conn) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
 	if !c.hsDone.Load() {
 		return nil, errors.New("tlspsk: ExportKeyingMaterial before the handshake")
+	}
+	if c.state.Version == VersionTLS12 {
+		if c.tls12 == nil {
+			return nil, errors.New("tlspsk: ExportKeyingMaterial on TLS 1.2 needs the extended master secret, which the peer did not offer")
+		}
+		if length < 0 || length > 1<<16 {
+			return nil, errors.New("tlspsk: ExportKeyingMaterial length out of range")
+		}
+		if len(context) >= 1<<16 {
+			return nil, errors.New("tlspsk: ExportKeyingMaterial context too long")
+		}
+		e := c.tls12
+		return export12(c.suite.hash, e.master, e.clientRandom, e.serverRandom, label, context, length), nil
 	}
 	if length < 0 || length > 255*c.suite.hash.Size() {
 		return nil, errors.New("tlspsk: ExportKeyingMaterial length out of range")

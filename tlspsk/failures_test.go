@@ -15,8 +15,9 @@ var wrongKey = []byte("this is not the key you are looking for")
 type ourServerCase struct {
 	name, peer    string
 	args          func(addr, host, port string) []string
-	wantReason    string // FailureReason on our side
-	wantPeerError string // in the peer's output
+	wantReason    string  // FailureReason on our side
+	wantPeerError string  // in the peer's output
+	cfg           *Config // our server's; nil: the default
 }
 
 func TestInteropFailuresOurServer(t *testing.T) {
@@ -25,24 +26,45 @@ func TestInteropFailuresOurServer(t *testing.T) {
 	cases := []ourServerCase{
 		{"openssl/wrong_key", "openssl", func(addr, _, _ string) []string {
 			return []string{"s_client", "-connect", addr, "-tls1_3", "-psk", bad, "-quiet", "-nocommands"}
-		}, "wrong_key", "decrypt error"},
+		}, "wrong_key", "decrypt error", nil},
 		{"openssl/unknown_identity", "openssl", func(addr, _, _ string) []string {
 			return []string{"s_client", "-connect", addr, "-tls1_3", "-psk", key, "-psk_identity", "mallory", "-quiet", "-nocommands"}
-		}, "unknown_identity", "unknown psk identity"},
+		}, "unknown_identity", "unknown psk identity", nil},
 		{"openssl/tls1_2_only", "openssl", func(addr, _, _ string) []string {
 			return []string{"s_client", "-connect", addr, "-tls1_2", "-psk", key, "-quiet", "-nocommands"}
-		}, "no_shared_parameters", "protocol version"},
+		}, "no_shared_parameters", "protocol version", &Config{Key: interopKey, MinVersion: VersionTLS13}},
+		// TLS 1.2: a wrong key shows as a client Finished that does not
+		// decrypt; an unknown identity gets unknown_psk_identity.
+		{"openssl/tls12/wrong_key", "openssl", func(addr, _, _ string) []string {
+			return []string{"s_client", "-connect", addr, "-tls1_2", "-cipher", "PSK-AES128-GCM-SHA256", "-psk", bad, "-quiet", "-nocommands"}
+		}, "wrong_key", "bad record mac", nil},
+		{"openssl/tls12/wrong_key_ecdhe", "openssl", func(addr, _, _ string) []string {
+			return []string{"s_client", "-connect", addr, "-tls1_2", "-cipher", "ECDHE-PSK-CHACHA20-POLY1305", "-psk", bad, "-quiet", "-nocommands"}
+		}, "wrong_key", "bad record mac", nil},
+		{"openssl/tls12/unknown_identity", "openssl", func(addr, _, _ string) []string {
+			return []string{"s_client", "-connect", addr, "-tls1_2", "-psk", key, "-psk_identity", "mallory", "-quiet", "-nocommands"}
+		}, "unknown_identity", "unknown psk identity", nil},
+		{"openssl/tls12/unsupported_suite", "openssl", func(addr, _, _ string) []string {
+			return []string{"s_client", "-connect", addr, "-tls1_2", "-cipher", "PSK-AES128-CCM", "-psk", key, "-quiet", "-nocommands"}
+		}, "no_shared_parameters", "handshake failure", nil},
+		{"openssl/tls12/plain_refused", "openssl", func(addr, _, _ string) []string {
+			return []string{"s_client", "-connect", addr, "-tls1_2", "-cipher", "PSK-AES128-GCM-SHA256", "-psk", key, "-quiet", "-nocommands"}
+		}, "no_shared_parameters", "handshake failure", &Config{Key: interopKey, RequireForwardSecrecy: true}},
 		{"gnutls/wrong_key", "gnutls-cli", func(_, host, port string) []string {
 			return []string{"--pskusername", DefaultIdentity, "--pskkey", bad, "--priority", gnutlsPriority, "-p", port, host}
-		}, "wrong_key", "Decrypt"},
+		}, "wrong_key", "Decrypt", nil},
 		{"gnutls/unknown_identity", "gnutls-cli", func(_, host, port string) []string {
 			return []string{"--pskusername", "mallory", "--pskkey", key, "--priority", gnutlsPriority, "-p", port, host}
-		}, "unknown_identity", "not known"},
+		}, "unknown_identity", "not known", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			bin := needPeer(t, tc.peer)
-			addr, accepted := listenOurs(t, &Config{Key: interopKey})
+			cfg := tc.cfg
+			if cfg == nil {
+				cfg = &Config{Key: interopKey}
+			}
+			addr, accepted := listenOurs(t, cfg)
 			host, port, _ := splitHostPort(addr)
 			p := startPeer(t, bin, tc.args(addr, host, port)...)
 			p.stdin.Write([]byte("must not arrive\n"))
@@ -98,7 +120,14 @@ func TestInteropFailuresOurClient(t *testing.T) {
 		// OpenSSL ignores an unknown identity, then lacks a certificate:
 		// handshake_failure, which cannot be told from other mismatches.
 		{"openssl/unknown_identity", "openssl", opensslServer("-tls1_3"), &Config{Key: interopKey, Identity: "mallory"}, "no_shared_parameters", "CONNECTION FAILURE"},
-		{"openssl/tls1_2_only", "openssl", opensslServer("-tls1_2"), &Config{Key: interopKey}, "no_shared_parameters", "unsupported protocol"},
+		{"openssl/tls1_2_only", "openssl", opensslServer("-tls1_2"), &Config{Key: interopKey, MinVersion: VersionTLS13}, "no_shared_parameters", "unsupported protocol"},
+		// TLS 1.2: s_server answers a wrong key with bad_record_mac (our
+		// Finished does not decrypt). It accepts any identity at TLS 1.2
+		// (printing a warning), so the unknown identity case is tested
+		// against gnutls-serv.
+		{"openssl/tls12/wrong_key", "openssl", opensslServer("-tls1_2"), &Config{Key: wrongKey, MaxVersion: VersionTLS12}, "wrong_key", "bad record mac"},
+		{"openssl/tls12/unsupported_suite", "openssl", opensslServer("-tls1_2", "-cipher", "PSK-AES128-GCM-SHA256"),
+			&Config{Key: interopKey, CipherSuites: []uint16{TLS_PSK_WITH_CHACHA20_POLY1305_SHA256}}, "no_shared_parameters", "no shared cipher"},
 		// GnuTLS answers both with illegal_parameter (an unknown user gets
 		// a random key, so that identities cannot be probed).
 		{"gnutls/wrong_key", "gnutls", gnutlsServer, &Config{Key: wrongKey}, "wrong_key", "illegal parameter"},

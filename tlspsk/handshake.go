@@ -3,50 +3,72 @@ package tlspsk
 import (
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sync"
 )
 
-// Version negotiation happens here, in one place, for both roles. Only TLS
-// 1.3 is implemented; TLS 1.2 (issue 4) adds its branch below.
+// Version negotiation happens here, in one place, for both roles: TLS 1.3
+// and TLS 1.2. A client whose Config allows both sends one ClientHello for
+// both (supported_versions for 1.3, the TLS 1.2 suites beside the 1.3 ones);
+// a server picks the highest version both allow.
 
 // implemented reports whether this build can complete a handshake at v.
-func implemented(v uint16) bool { return v == VersionTLS13 }
+func implemented(v uint16) bool { return v == VersionTLS13 || v == VersionTLS12 }
 
-// clientVersions lists the versions the client offers, highest first.
+// clientVersions lists the versions the client offers, highest first: those
+// in MinVersion..MaxVersion for which the Config has a usable suite.
 func (c *Conn) clientVersions() ([]uint16, error) {
 	var vs []uint16
-	for v := c.config.maxVersion(); v >= c.config.minVersion() && v >= VersionTLS12; v-- {
-		if implemented(v) {
-			vs = append(vs, v)
+	cfg := c.config
+	for v := cfg.maxVersion(); v >= cfg.minVersion() && v >= VersionTLS12; v-- {
+		if !implemented(v) || v == VersionTLS13 && len(cfg.suites13()) == 0 || v == VersionTLS12 && len(cfg.suites12(true)) == 0 {
+			continue
 		}
+		vs = append(vs, v)
 	}
 	if len(vs) == 0 {
-		return nil, errors.New("tlspsk: no implemented TLS version in MinVersion..MaxVersion (TLS 1.2 is not implemented yet)")
+		if cfg.maxVersion() >= VersionTLS13 && cfg.minVersion() <= VersionTLS13 {
+			return nil, fmt.Errorf("no TLS 1.3 cipher suite in CipherSuites matches PSKHash %v, and no usable TLS 1.2 suite", cfg.pskHash())
+		}
+		return nil, errors.New("no usable cipher suite for the TLS versions in MinVersion..MaxVersion")
 	}
 	return vs, nil
 }
 
-// serverVersion picks the version for a ClientHello.
+// serverVersion picks the version for a ClientHello: from
+// supported_versions, or TLS 1.2 for a client without it whose
+// legacy_version is 1.2 (RFC 8446 4.2.1).
 func (c *Conn) serverVersion(ch *clientHello) (uint16, error) {
-	if ch.hasVersions {
-		for v := c.config.maxVersion(); v >= c.config.minVersion() && v >= VersionTLS12; v-- {
-			if implemented(v) && slices.Contains(ch.versions, v) {
-				return v, nil
-			}
-		}
-		return 0, alertf(alertProtocolVersion, "no shared TLS version")
+	offered := ch.versions
+	if !ch.hasVersions && ch.legacyVersion >= VersionTLS12 {
+		offered = []uint16{VersionTLS12}
 	}
-	return 0, alertf(alertProtocolVersion, "client offers only TLS 1.2 or older; this build implements TLS 1.3 only")
+	for v := c.config.maxVersion(); v >= c.config.minVersion() && v >= VersionTLS12; v-- {
+		if implemented(v) && slices.Contains(offered, v) {
+			return v, nil
+		}
+	}
+	if len(offered) == 0 {
+		return 0, alertf(alertProtocolVersion, "client offers only TLS 1.1 or older")
+	}
+	return 0, alertf(alertProtocolVersion, "no shared TLS version")
 }
 
-// clientHandshake sends the ClientHello for the highest offered version and
+// clientHandshake sends the ClientHello for the offered versions and
 // continues with the state machine of the version the server picks.
 func (c *Conn) clientHandshake() error {
 	vs, err := c.clientVersions()
 	if err != nil {
-		return errors.Join(errConfig, err)
+		return fmt.Errorf("%w: %v", errConfig, err)
+	}
+	if vs[0] == VersionTLS12 {
+		hs, err := newClient12(c)
+		if err != nil {
+			return err
+		}
+		return hs.runAlone()
 	}
 	hs := &client13{c: c, versions: vs}
 	return hs.run()
@@ -71,6 +93,9 @@ func (c *Conn) serverHandshake() error {
 	switch v {
 	case VersionTLS13:
 		hs := &server13{c: c, ch: ch}
+		return hs.run()
+	case VersionTLS12:
+		hs := &server12{c: c, ch: ch}
 		return hs.run()
 	}
 	return alertf(alertInternalError, "unhandled version")

@@ -46,8 +46,11 @@ func TestServerRejectsBadClientHellos(t *testing.T) {
 		{"no_modes", []extension{versions, groups, share, psk}, alertMissingExtension},
 		{"no_key_share", []extension{versions, groups, modes, psk}, alertMissingExtension},
 		{"no_psk", []extension{versions, groups, share, modes}, alertHandshakeFailure},
-		{"tls12_only", []extension{groups, share, modes, psk}, alertProtocolVersion},
-		{"no_tls13", []extension{{extSupportedVersions, []byte{2, 3, 3}}, groups, share, modes, psk}, alertProtocolVersion},
+		// TLS 1.2 hellos go to the TLS 1.2 server, which shares no suite
+		// with one that offers only TLS_AES_128_GCM_SHA256.
+		{"tls12_only", []extension{groups, share, modes, psk}, alertHandshakeFailure},
+		{"no_tls13", []extension{{extSupportedVersions, []byte{2, 3, 3}}, groups, share, modes, psk}, alertHandshakeFailure},
+		{"tls11", []extension{{extSupportedVersions, []byte{2, 3, 2}}, groups, share, modes, psk}, alertProtocolVersion},
 		{"bad_share", []extension{versions, groups, {extKeyShare, []byte{0, 6, 0, 29, 0, 2, 1, 2}}, modes, psk}, alertIllegalParameter},
 		{"zero_x25519_share", []extension{versions, groups, share, modes, psk}, alertIllegalParameter},
 		{"truncated_psk", []extension{versions, groups, share, modes, {extPreSharedKey, psk.data[:30]}}, alertDecodeError},

@@ -47,6 +47,10 @@ type clientHello struct {
 	serverName    string
 	sigAlgs       []byte
 	renegotiation []byte
+	hasReneg      bool // renegotiation_info present
+	ems           bool // extended_master_secret offered
+	pointFormats  bool // ec_point_formats present
+	uncompressed  bool // ... and lists the uncompressed format
 }
 
 // truncated returns the ClientHello up to (not including) the binders,
@@ -110,7 +114,13 @@ func parseClientHello(raw []byte) (*clientHello, error) {
 		case extSignatureAlgorithms:
 			m.sigAlgs = e.data
 		case extRenegotiationInfo:
-			m.renegotiation = e.data
+			m.renegotiation, ok = parseRenegotiationInfo(e.data)
+			m.hasReneg = true
+		case extExtendedMasterSecret:
+			m.ems, ok = true, len(e.data) == 0
+		case extECPointFormats:
+			m.pointFormats = true
+			m.uncompressed, ok = parseECPointFormats(e.data)
 		}
 		if !ok {
 			return nil, bad
@@ -130,6 +140,10 @@ type clientHelloParams struct {
 	identity          []byte
 	binderLen         int
 	cookie            []byte
+	// no13 leaves out the TLS 1.3 extensions (a TLS 1.2-only hello);
+	// offer12 adds renegotiation_info, extended_master_secret and
+	// ec_point_formats for TLS 1.2.
+	no13, offer12 bool
 }
 
 // sigAlgsOffered is sent for compatibility; PSK authentication uses none.
@@ -155,14 +169,22 @@ func marshalClientHello(p *clientHelloParams) (raw []byte, bindersLen int) {
 	w.u8(0) // null compression
 	exts := w.open16()
 
-	w.u16(extSupportedVersions)
-	e := w.open16()
-	l := w.open8()
-	for _, v := range p.versions {
-		w.u16(v)
+	if p.offer12 {
+		w.raw([]byte{byte(extRenegotiationInfo >> 8), byte(extRenegotiationInfo & 0xff), 0, 1, 0})
+		w.raw([]byte{0, byte(extExtendedMasterSecret), 0, 0})
+		w.raw([]byte{0, byte(extECPointFormats), 0, 2, 1, 0})
 	}
-	w.close8(l)
-	w.close16(e)
+	var e, l int
+	if !p.no13 {
+		w.u16(extSupportedVersions)
+		e = w.open16()
+		l = w.open8()
+		for _, v := range p.versions {
+			w.u16(v)
+		}
+		w.close8(l)
+		w.close16(e)
+	}
 
 	w.u16(extSupportedGroups)
 	e = w.open16()
@@ -181,6 +203,12 @@ func marshalClientHello(p *clientHelloParams) (raw []byte, bindersLen int) {
 	}
 	w.close16(l)
 	w.close16(e)
+
+	if p.no13 {
+		w.close16(exts)
+		w.close24(msg)
+		return w.b, 0
+	}
 
 	w.u16(extKeyShare)
 	e = w.open16()

@@ -86,7 +86,7 @@ func (c *Conn) readOneRecord() error {
 		return alertf(alertUnexpectedMessage, "not a TLS record")
 	}
 	limit := maxPlaintext
-	if typ == recordApplicationData && in.hc.encrypted() {
+	if in.hc.encrypted() && (typ == recordApplicationData || in.hc.version == VersionTLS12) {
 		limit = maxCiphertext13
 	}
 	if n > limit {
@@ -101,6 +101,16 @@ func (c *Conn) readOneRecord() error {
 
 	// Records that bypass the record protection.
 	switch {
+	case typ == recordChangeCipherSpec && in.tls12:
+		// TLS 1.2: installs the read keys the handshake prepared.
+		if !handshaking || in.next == nil || n != 1 || rec[5] != 1 {
+			return alertf(alertUnexpectedMessage, "unexpected change_cipher_spec")
+		}
+		if len(in.hs) != 0 {
+			return alertf(alertUnexpectedMessage, "handshake data across a key change")
+		}
+		in.hc, in.next = *in.next, nil
+		return errSkip
 	case typ == recordChangeCipherSpec:
 		if !handshaking || n != 1 || rec[5] != 1 || in.ccs >= maxCCSInHandshake {
 			return alertf(alertUnexpectedMessage, "unexpected change_cipher_spec")
@@ -245,6 +255,29 @@ func (c *Conn) alertForReadError(err error) {
 	}
 }
 
+// refuseRenegotiation answers a TLS 1.2 HelloRequest (to a client) or
+// ClientHello (to a server) after the handshake with a no_renegotiation
+// warning (RFC 5246 7.2.2, RFC 5746 4.2 and 4.4); anything else is fatal.
+func (c *Conn) refuseRenegotiation(msg []byte) error {
+	switch {
+	case c.isClient && msg[0] == typeHelloRequest:
+		if err := parseEmptyMessage(msg, typeHelloRequest); err != nil {
+			return err
+		}
+	case !c.isClient && msg[0] == typeClientHello:
+	default:
+		return alertf(alertUnexpectedMessage, "unexpected handshake message after the TLS 1.2 handshake")
+	}
+	c.out.Lock()
+	defer c.out.Unlock()
+	if c.out.err == nil {
+		if err := c.sendAlertLocked(alertNoRenegotiation); err != nil {
+			c.out.err = err
+		}
+	}
+	return nil
+}
+
 // postHandshake handles NewSessionTicket (ignored: no resumption) and
 // KeyUpdate messages after the handshake.
 func (c *Conn) postHandshake() error {
@@ -259,6 +292,12 @@ func (c *Conn) postHandshake() error {
 		}
 		msg := in.hs[:4+n]
 		in.hs = in.hs[4+n:]
+		if c.state.Version == VersionTLS12 {
+			if err := c.refuseRenegotiation(msg); err != nil {
+				return err
+			}
+			continue
+		}
 		switch msg[0] {
 		case typeNewSessionTicket:
 			if c.isClient {

@@ -29,6 +29,7 @@ const (
 	maxHandshakeMsg   = 1 << 16 // largest handshake message we accept
 	maxCCSInHandshake = 2       // dummy change_cipher_spec records tolerated
 	aeadTagLen        = 16
+	explicitNonceLen  = 8 // TLS 1.2 AES-GCM (RFC 5288 3)
 )
 
 // halfConn is one direction of the record layer.
@@ -40,7 +41,10 @@ type halfConn struct {
 	nonce   [12]byte
 	seq     uint64
 	secret  []byte // current traffic secret (TLS 1.3), for KeyUpdate
-	limit   uint64 // records before we update our sending key
+	limit   uint64 // records before we update our sending key (1.3) or stop (1.2)
+	// explicit is set for TLS 1.2 AES-GCM: an 8-byte explicit nonce
+	// (our sequence number) precedes the ciphertext.
+	explicit bool
 }
 
 // setKeys13 installs TLS 1.3 keys derived from a traffic secret.
@@ -87,6 +91,9 @@ func (hc *halfConn) seal(buf []byte, typ uint8, payload []byte) []byte {
 		binary.BigEndian.PutUint16(rec[3:], uint16(len(payload)))
 		return rec
 	}
+	if hc.version == VersionTLS12 {
+		return hc.seal12(buf, typ, payload)
+	}
 	// TLS 1.3: outer type application_data, version 0x0303.
 	n := len(payload) + 1 + hc.aead.Overhead()
 	rec := buf[:recordHeaderLen+n]
@@ -110,6 +117,9 @@ func (hc *halfConn) open(rec []byte) (uint8, []byte, error) {
 			return 0, nil, alertf(alertRecordOverflow, "plaintext record too long")
 		}
 		return typ, body, nil
+	}
+	if hc.version == VersionTLS12 {
+		return hc.open12(rec)
 	}
 	if typ != recordApplicationData {
 		return 0, nil, alertf(alertUnexpectedMessage, "unprotected record after keys were set")

@@ -16,9 +16,9 @@ const (
 	TLS_CHACHA20_POLY1305_SHA256 uint16 = 0x1303
 )
 
-// TLS 1.2 PSK cipher suites (RFC 5487, 7905). Named here so that
-// CipherSuiteName and CipherSuiteByName know them; the TLS 1.2 handshake is
-// not implemented yet.
+// TLS 1.2 PSK cipher suites (RFC 5487, 7905): AEAD only. The ECDHE_PSK
+// AES-GCM suites of RFC 8442 are left out: no peer here (OpenSSL 3.0,
+// GnuTLS 3.7) implements them, so they could not be proven.
 const (
 	TLS_PSK_WITH_AES_128_GCM_SHA256             uint16 = 0x00A8
 	TLS_PSK_WITH_AES_256_GCM_SHA384             uint16 = 0x00A9
@@ -37,6 +37,7 @@ type cipherSuite struct {
 	maxRecs uint64 // records per key before a KeyUpdate
 	impl    bool   // handshake implemented (false: name only)
 	chacha  bool
+	ecdhe   bool // TLS 1.2 ECDHE_PSK (forward secrecy); false: plain PSK
 }
 
 func newGCM(key []byte) (cipher.AEAD, error) {
@@ -56,15 +57,23 @@ var allSuites = []*cipherSuite{
 	{id: TLS_AES_128_GCM_SHA256, name: "TLS_AES_128_GCM_SHA256", iana: "TLS_AES_128_GCM_SHA256", hash: crypto.SHA256, keyLen: 16, tls13: true, newAEAD: newGCM, impl: true},
 	{id: TLS_AES_256_GCM_SHA384, name: "TLS_AES_256_GCM_SHA384", iana: "TLS_AES_256_GCM_SHA384", hash: crypto.SHA384, keyLen: 32, tls13: true, newAEAD: newGCM, impl: true},
 	{id: TLS_CHACHA20_POLY1305_SHA256, name: "TLS_CHACHA20_POLY1305_SHA256", iana: "TLS_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, tls13: true, newAEAD: chacha20poly1305.New, impl: true, chacha: true},
-	{id: TLS_PSK_WITH_AES_128_GCM_SHA256, name: "PSK-AES128-GCM-SHA256", iana: "TLS_PSK_WITH_AES_128_GCM_SHA256", hash: crypto.SHA256, keyLen: 16, newAEAD: newGCM},
-	{id: TLS_PSK_WITH_AES_256_GCM_SHA384, name: "PSK-AES256-GCM-SHA384", iana: "TLS_PSK_WITH_AES_256_GCM_SHA384", hash: crypto.SHA384, keyLen: 32, newAEAD: newGCM},
-	{id: TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "PSK-CHACHA20-POLY1305", iana: "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true},
-	{id: TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "ECDHE-PSK-CHACHA20-POLY1305", iana: "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true},
+	{id: TLS_PSK_WITH_AES_128_GCM_SHA256, name: "PSK-AES128-GCM-SHA256", iana: "TLS_PSK_WITH_AES_128_GCM_SHA256", hash: crypto.SHA256, keyLen: 16, newAEAD: newGCM, impl: true},
+	{id: TLS_PSK_WITH_AES_256_GCM_SHA384, name: "PSK-AES256-GCM-SHA384", iana: "TLS_PSK_WITH_AES_256_GCM_SHA384", hash: crypto.SHA384, keyLen: 32, newAEAD: newGCM, impl: true},
+	{id: TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "PSK-CHACHA20-POLY1305", iana: "TLS_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true, impl: true},
+	{id: TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256, name: "ECDHE-PSK-CHACHA20-POLY1305", iana: "TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256", hash: crypto.SHA256, keyLen: 32, newAEAD: chacha20poly1305.New, chacha: true, impl: true, ecdhe: true},
 }
 
 // defaultSuites13 prefers AES-128-GCM (fast with AES-NI), then ChaCha20,
 // then AES-256-GCM (which needs a SHA-384 PSK).
 var defaultSuites13 = []uint16{TLS_AES_128_GCM_SHA256, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_256_GCM_SHA384}
+
+// defaultSuites12 puts ECDHE_PSK (forward secrecy) first, then the plain
+// PSK suites, AES-128-GCM first as the one most peers offer.
+var defaultSuites12 = []uint16{TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256, TLS_PSK_WITH_AES_128_GCM_SHA256,
+	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, TLS_PSK_WITH_AES_256_GCM_SHA384}
+
+// scsvRenegotiation is TLS_EMPTY_RENEGOTIATION_INFO_SCSV (RFC 5746 3.3).
+const scsvRenegotiation uint16 = 0x00FF
 
 func suiteByID(id uint16) *cipherSuite {
 	for _, s := range allSuites {

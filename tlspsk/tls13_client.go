@@ -28,6 +28,8 @@ type client13 struct {
 	transcript        []byte
 	hrr               *serverHello
 	cookie            []byte
+	tls12             *client12 // set when TLS 1.2 is offered too
+	ch1               []byte    // the first ClientHello, for a TLS 1.2 answer
 }
 
 func (hs *client13) run() error {
@@ -75,12 +77,19 @@ func (hs *client13) run() error {
 	if _, err := io.ReadFull(cfg.rand(), hs.sessionID); err != nil {
 		return err
 	}
+	if slices.Contains(hs.versions, VersionTLS12) {
+		if hs.tls12, err = newClient12(c); err != nil {
+			return err
+		}
+		hs.tls12.random, hs.tls12.sessionID, hs.tls12.offered13 = hs.random, hs.sessionID, true
+	}
 	hs.early = earlySecret(hs.hash, psk)
 	hs.binderKey = binderKey(hs.hash, hs.early, true)
 	defer wipe(hs.binderKey)
 	defer wipe(hs.early)
 
 	ch := hs.clientHello(nil)
+	hs.ch1 = ch
 	hs.transcript = append(hs.transcript, ch...)
 	if err := c.writeHandshakeLocked(ch); err != nil {
 		return err
@@ -92,6 +101,10 @@ func (hs *client13) run() error {
 	sh, err := hs.readServerHello()
 	if err != nil {
 		return err
+	}
+	if sh.version == 0 { // TLS 1.2, checked by readServerHello
+		hs.tls12.transcript = append(hs.tls12.transcript, hs.ch1...)
+		return hs.tls12.finish(sh)
 	}
 	if sh.isHRR() {
 		if err := hs.handleHRR(sh); err != nil {
@@ -118,10 +131,13 @@ func (hs *client13) clientHello(cookie []byte) []byte {
 	for i, s := range hs.suites {
 		ids[i] = s.id
 	}
+	if hs.tls12 != nil {
+		ids = append(ids, hs.tls12.suiteIDs()...)
+	}
 	raw, bl := marshalClientHello(&clientHelloParams{
 		random: hs.random, sessionID: hs.sessionID, suites: ids, versions: hs.versions,
 		groups: hs.groups, shares: shares, pskModes: hs.modes, identity: []byte(hs.identity),
-		binderLen: hs.hash.Size(), cookie: cookie,
+		binderLen: hs.hash.Size(), cookie: cookie, offer12: hs.tls12 != nil,
 	})
 	th := hs.hash.New()
 	th.Write(hs.transcript)
@@ -148,8 +164,14 @@ func (hs *client13) readServerHello() (*serverHello, error) {
 		return nil, err
 	}
 	if sh.version == 0 {
-		// The server chose TLS 1.2 or older; issue 4 adds TLS 1.2 here.
-		return nil, alertf(alertProtocolVersion, "the server negotiated TLS 1.2 or older, which this build does not implement")
+		// The server chose TLS 1.2 or older: client12 checks the rest.
+		if hs.tls12 == nil {
+			return nil, alertf(alertProtocolVersion, "the server negotiated TLS 1.2 or older, which we did not offer")
+		}
+		if hs.hrr != nil {
+			return nil, alertf(alertIllegalParameter, "TLS 1.2 ServerHello after a HelloRetryRequest")
+		}
+		return sh, nil
 	}
 	if sh.version != VersionTLS13 || !slices.Contains(hs.versions, sh.version) || sh.legacyVersion != VersionTLS12 {
 		return nil, alertf(alertIllegalParameter, "server selected a version we did not offer")

@@ -1,13 +1,15 @@
 package tlspsk
 
+import "errors"
+
 // The write side: sealing, flight buffering, alerts, KeyUpdate.
 
 // writeRecordLocked protects and sends (or buffers) one record of at most
 // maxPlaintext bytes. The caller holds c.out.
 func (c *Conn) writeRecordLocked(typ uint8, data []byte) error {
 	out := &c.out
-	if need := recordHeaderLen + len(data) + 1 + aeadTagLen; len(out.buf) < need {
-		size := recordHeaderLen + maxPlaintext + 1 + aeadTagLen
+	if need := recordHeaderLen + explicitNonceLen + len(data) + 1 + aeadTagLen; len(out.buf) < need {
+		size := recordHeaderLen + explicitNonceLen + maxPlaintext + 1 + aeadTagLen
 		if need <= handshakeBufSize {
 			size = handshakeBufSize
 		}
@@ -66,7 +68,7 @@ func (c *Conn) writeCCSLocked() error {
 
 func (c *Conn) sendAlertLocked(a Alert) error {
 	level := byte(2)
-	if a == alertCloseNotify || a == alertUserCanceled {
+	if a == alertCloseNotify || a == alertUserCanceled || a == alertNoRenegotiation {
 		level = 1
 	}
 	buffering := c.out.buffering
@@ -88,6 +90,8 @@ func (c *Conn) sendKeyUpdateLocked(requestPeer bool) error {
 	return c.out.hc.setKeys13(c.suite, nextTrafficSecret(c.suite.hash, c.out.hc.secret))
 }
 
+var errTLS12Limit = errors.New("tlspsk: TLS 1.2 AES-GCM key used for 2^24 records, which cannot be updated: reconnect")
+
 // Write writes application data in records of up to 16 KiB.
 func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
@@ -101,6 +105,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 	n := 0
 	for len(b) > 0 {
 		if c.out.hc.seq >= c.out.hc.limit {
+			if c.out.hc.version == VersionTLS12 {
+				c.out.err = errTLS12Limit
+				return n, c.out.err
+			}
 			if err := c.sendKeyUpdateLocked(false); err != nil {
 				return n, err
 			}

@@ -35,14 +35,21 @@ stdout to a TLS-PSK server, and a server that echoes or relays one connection.`,
 		summary: "connect to a TLS-PSK server; stdin to the peer, the peer to stdout",
 		usage: `Usage: mcbn tls client --psk HEX [--psk-identity ID] [--tls1_3|--tls1_2] [--cipher NAME] HOST:PORT
 
-Connects to HOST:PORT with TLS 1.3 external PSK authentication, copies stdin to
+Connects to HOST:PORT with TLS-PSK (TLS 1.3 external PSK, or TLS 1.2 PSK if
+the server only speaks that; --tls1_3 / --tls1_2 restrict the version like
+OpenSSL's options). --cipher takes OpenSSL or IANA suite names of either
+version; naming a TLS 1.2 plain PSK suite (e.g. PSK-AES128-GCM-SHA256, no
+forward secrecy) offers it, which the client otherwise does only with
+--allow-psk-only. Copies stdin to
 the peer and the peer to stdout, and prints a status line (version, suite,
 identity, group) on stderr. At the end of stdin it half-closes (close_notify)
 and keeps reading until the peer closes. The key is never printed.
 
 Example, against OpenSSL:
   $ openssl s_server -nocert -psk 1a2b3c4d -tls1_3 -accept 8081 &
-  $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8081`,
+  $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8081
+  $ openssl s_server -nocert -psk 1a2b3c4d -tls1_2 -accept 8082 &
+  $ echo hello | mcbn tls client --psk 1a2b3c4d --tls1_2 --cipher PSK-AES128-GCM-SHA256 127.0.0.1:8082`,
 	}
 	client.run = func(args []string, stdout, stderr io.Writer) error { return runTLSClient(client, args, stdout, stderr) }
 	register("tls", client)
@@ -50,8 +57,12 @@ Example, against OpenSSL:
 		name:    "server",
 		summary: "accept TLS-PSK connections; echo them or relay one to stdin/stdout",
 		usage: `Usage: mcbn tls server (--psk HEX [--psk-identity ID] | --psk-file FILE) --listen ADDR [--echo]
+       [--tls1_3|--tls1_2] [--cipher NAMES] [--psk-hint HINT] [--require-fs]
 
-Listens on ADDR (printed on stderr) for TLS 1.3 external-PSK clients. With
+Listens on ADDR (printed on stderr) for TLS-PSK clients: TLS 1.3 external PSK
+and TLS 1.2 PSK (ECDHE-PSK preferred; plain PSK suites such as
+PSK-AES128-GCM-SHA256 are accepted from clients that offer nothing better,
+unless --require-fs). With
 --echo every connection is echoed back; otherwise the first connection whose
 handshake succeeds is relayed to stdin/stdout, like openssl s_server; when the
 peer half-closes, the rest of stdin is still sent.
@@ -62,7 +73,8 @@ psk passwd format; '#' starts a comment) or a single hex key for
 
 Example:
   $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
-  $ openssl s_client -tls1_3 -psk 1a2b3c4d -connect 127.0.0.1:8443`,
+  $ openssl s_client -tls1_3 -psk 1a2b3c4d -connect 127.0.0.1:8443
+  $ openssl s_client -tls1_2 -cipher PSK-AES128-GCM-SHA256 -psk 1a2b3c4d -connect 127.0.0.1:8443`,
 	}
 	server.run = func(args []string, stdout, stderr io.Writer) error { return runTLSServer(server, args, stdout, stderr) }
 	register("tls", server)
@@ -70,8 +82,8 @@ Example:
 
 // tlsFlags are the options both commands share.
 type tlsFlags struct {
-	psk, identity, cipher, groups, pskHash, keylog string
-	tls13, tls12, pskOnly                          bool
+	psk, identity, cipher, groups, pskHash, keylog, hint string
+	tls13, tls12, pskOnly, requireFS                     bool
 }
 
 func (f *tlsFlags) register(fs interface {
@@ -85,13 +97,18 @@ func (f *tlsFlags) register(fs interface {
 	fs.StringVar(&f.pskHash, "psk-hash", "", "hash the PSK is tied to: sha256 (default) or sha384 (default when --cipher names only SHA-384 suites)")
 	fs.StringVar(&f.keylog, "keylog", "", "append NSS key log lines to this file (debugging only: it exposes the traffic)")
 	fs.BoolVar(&f.tls13, "tls1_3", false, "TLS 1.3 only")
-	fs.BoolVar(&f.tls12, "tls1_2", false, "TLS 1.2 only (not implemented yet)")
-	fs.BoolVar(&f.pskOnly, "allow-psk-only", false, "permit psk_ke: no forward secrecy")
+	fs.BoolVar(&f.tls12, "tls1_2", false, "TLS 1.2 only")
+	fs.BoolVar(&f.pskOnly, "allow-psk-only", false, "permit psk_ke and offer TLS 1.2 plain PSK suites: no forward secrecy")
+	fs.BoolVar(&f.requireFS, "require-fs", false, "refuse TLS 1.2 plain PSK suites (no forward secrecy)")
+	fs.StringVar(&f.hint, "psk-hint", "", "TLS 1.2 PSK identity hint (server)")
 }
 
 // config builds a tlspsk.Config; it returns usage errors for bad flags.
 func (f *tlsFlags) config() (*tlspsk.Config, io.Closer, error) {
-	cfg := &tlspsk.Config{Identity: f.identity, AllowPSKOnly: f.pskOnly}
+	cfg := &tlspsk.Config{Identity: f.identity, AllowPSKOnly: f.pskOnly, RequireForwardSecrecy: f.requireFS, IdentityHint: f.hint}
+	if f.pskOnly && f.requireFS {
+		return nil, nil, usagef("--allow-psk-only and --require-fs exclude each other")
+	}
 	if f.tls13 && f.tls12 {
 		return nil, nil, usagef("--tls1_3 and --tls1_2 exclude each other")
 	}
@@ -101,15 +118,20 @@ func (f *tlsFlags) config() (*tlspsk.Config, io.Closer, error) {
 	if f.tls12 {
 		cfg.MinVersion, cfg.MaxVersion = tlspsk.VersionTLS12, tlspsk.VersionTLS12
 	}
-	all384 := f.cipher != ""
+	// Only TLS 1.3 suites (OpenSSL names "TLS_...") tie the PSK to a hash.
+	any13, all384 := false, true
 	for _, name := range strings.FieldsFunc(f.cipher, func(r rune) bool { return r == ':' || r == ',' }) {
 		id, ok := tlspsk.CipherSuiteByName(strings.TrimSpace(name))
 		if !ok {
 			return nil, nil, usagef("unknown cipher suite %q", name)
 		}
 		cfg.CipherSuites = append(cfg.CipherSuites, id)
-		all384 = all384 && strings.HasSuffix(tlspsk.CipherSuiteName(id), "SHA384")
+		if n := tlspsk.CipherSuiteName(id); strings.HasPrefix(n, "TLS_") {
+			any13 = true
+			all384 = all384 && strings.HasSuffix(n, "SHA384")
+		}
 	}
+	all384 = all384 && any13
 	switch strings.ToLower(f.pskHash) {
 	case "":
 		if all384 {
@@ -204,10 +226,16 @@ func tlsDescribe(st tlspsk.ConnectionState) string {
 	group := st.Group.String()
 	if st.Group == 0 {
 		group = "none (psk_ke, no forward secrecy)"
+		if st.Version == tlspsk.VersionTLS12 {
+			group = "none (plain PSK, no forward secrecy)"
+		}
 	}
 	s := fmt.Sprintf("%s, %s, identity %q, group %s", v, tlspsk.CipherSuiteName(st.CipherSuite), st.PSKIdentity, group)
 	if st.HelloRetryRequest {
 		s += " (after HelloRetryRequest)"
+	}
+	if st.Version == tlspsk.VersionTLS12 && !st.ExtendedMasterSecret {
+		s += ", no extended master secret"
 	}
 	return s
 }

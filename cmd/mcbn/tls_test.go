@@ -8,6 +8,7 @@ import (
 	"github.com/mcbn/mcbn/tlspsk"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -151,5 +152,95 @@ func TestTLSServerRelay(t *testing.T) {
 	}
 	if code := <-done; code != 0 || out.String() != "from client" {
 		t.Fatalf("server exit %d, stdout %q, stderr %s", code, out.String(), errb.String())
+	}
+}
+
+func TestTLS12ClientServer(t *testing.T) {
+	addr, serr, stop := startTLSEcho(t, "--psk", tlsTestKey, "--psk-hint", "the-hint")
+	msg := strings.Repeat("hello over tls 1.2\n", 5000)
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"--tls1_2"}, []string{"TLSv1.2", "ECDHE-PSK-CHACHA20-POLY1305", "group X25519"}},
+		{[]string{"--tls1_2", "--groups", "P-256"}, []string{"TLSv1.2", "ECDHE-PSK-CHACHA20-POLY1305", "group P-256"}},
+		{[]string{"--cipher", "PSK-AES128-GCM-SHA256"}, []string{"TLSv1.2", "PSK-AES128-GCM-SHA256", "plain PSK, no forward secrecy"}},
+		{[]string{"--tls1_2", "--cipher", "PSK-AES256-GCM-SHA384"}, []string{"TLSv1.2", "PSK-AES256-GCM-SHA384"}},
+		{nil, []string{"TLSv1.3"}},
+	} {
+		code, out, errs := runTLSClientCmd(t, msg, append(append([]string{"--psk", tlsTestKey}, tc.args...), addr)...)
+		if code != 0 || out != msg {
+			t.Fatalf("%v: exit %d, %d bytes back; stderr: %s", tc.args, code, len(out), errs)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(errs, w) {
+				t.Errorf("%v: status line lacks %q: %s", tc.args, w, errs)
+			}
+		}
+	}
+	code, _, errs := runTLSClientCmd(t, "x", "--psk", "00"+tlsTestKey, "--tls1_2", addr)
+	if code != 1 || !strings.Contains(errs, "wrong_key") {
+		t.Fatalf("wrong key: exit %d, stderr %s", code, errs)
+	}
+	stop()
+	if strings.Contains(serr.String(), tlsTestKey) {
+		t.Fatal("a key was printed")
+	}
+	if code, _, _ := runTLSClientCmd(t, "", "--psk", tlsTestKey, "--tls1_2", "--tls1_3", addr); code != 2 {
+		t.Fatalf("--tls1_2 --tls1_3: exit %d", code)
+	}
+}
+
+func TestTLS12ServerRequireFS(t *testing.T) {
+	addr, _, stop := startTLSEcho(t, "--psk", tlsTestKey, "--require-fs")
+	defer stop()
+	code, _, errs := runTLSClientCmd(t, "x", "--psk", tlsTestKey, "--cipher", "PSK-AES128-GCM-SHA256", addr)
+	if code != 1 || !strings.Contains(errs, "no_shared_parameters") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+}
+
+// The BRIEF's command: openssl s_client -tls1_2 -cipher PSK-AES128-GCM-SHA256
+// against a default "mcbn tls server".
+func TestTLS12OpenSSLClientToDefaultServer(t *testing.T) {
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("MCBN_REQUIRE_INTEROP") == "1" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	addr, serr, stop := startTLSEcho(t, "--psk", tlsTestKey)
+	defer stop()
+	cmd := exec.Command(bin, "s_client", "-psk", tlsTestKey, "-psk_identity", tlspsk.DefaultIdentity, "-tls1_2",
+		"-cipher", "PSK-AES128-GCM-SHA256", "-connect", addr, "-quiet")
+	pr, pw := io.Pipe()
+	cmd.Stdin = pr
+	var out bytes.Buffer
+	var mu sync.Mutex
+	cmd.Stdout = &lockedWriter{&mu, &out}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	pw.Write([]byte("hello from s_client\n"))
+	echoed := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return strings.Contains(out.String(), "hello from s_client")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !echoed() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	pw.Close()
+	// -quiet implies -ign_eof, so s_client does not exit on its own.
+	cmd.Process.Kill()
+	cmd.Wait()
+	if !echoed() {
+		t.Fatalf("no echo; server stderr: %s", serr.String())
+	}
+	if !strings.Contains(serr.String(), "TLSv1.2, PSK-AES128-GCM-SHA256") {
+		t.Fatalf("server stderr: %s", serr.String())
 	}
 }

@@ -1,0 +1,125 @@
+package tlspsk
+
+import (
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// stunnel 5.68 (OpenSSL 3.0) with a PSKsecrets file, at TLS 1.2: as a
+// client in front of our server, and as a server behind our client.
+
+// startStunnel runs stunnel with one service and waits until it listens.
+func startStunnel(t *testing.T, service string) *peer {
+	bin := needPeer(t, "stunnel")
+	dir := t.TempDir()
+	secrets := filepath.Join(dir, "psk.txt")
+	if err := os.WriteFile(secrets, []byte("stunnel-id:"+hex.EncodeToString(interopKey)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "stunnel.conf")
+	body := fmt.Sprintf("foreground = yes\npid =\nsyslog = no\ndebug = 5\n[svc]\nPSKsecrets = %s\n%s", secrets, service)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPeer(t, bin, conf)
+	p.stderr.waitFor(t, "Configuration successful", p)
+	return p
+}
+
+var stunnelSuites = []string{"PSK-AES128-GCM-SHA256", "ECDHE-PSK-CHACHA20-POLY1305"}
+
+// stunnel client: plain TCP -> stunnel -> TLS 1.2 PSK -> our server.
+func TestTLS12StunnelClientToOurServer(t *testing.T) {
+	for _, suite := range stunnelSuites {
+		t.Run(suite, func(t *testing.T) {
+			ours, accepted := listenOurs(t, &Config{Identity: "stunnel-id", Key: interopKey})
+			front, _ := freePort(t)
+			p := startStunnel(t, fmt.Sprintf("client = yes\naccept = %s\nconnect = %s\nciphers = %s\nsslVersionMax = TLSv1.2\n", front, ours, suite))
+			plain, err := net.Dial("tcp", front)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer plain.Close()
+			plain.SetDeadline(time.Now().Add(interopTimeout))
+			toServer, toClient := randomBytes(interopSize), randomBytes(interopSize)
+			go plain.Write(toServer)
+			var c *Conn
+			select {
+			case c = <-accepted:
+			case <-time.After(interopTimeout):
+				t.Fatalf("no connection\n%s", tail(p.stderr.Bytes()))
+			}
+			got := make(chan []byte, 1)
+			go func() {
+				b := make([]byte, len(toClient))
+				io.ReadFull(plain, b)
+				got <- b
+			}()
+			fromClient, err := serveExchange(t, c, toClient, len(toServer))
+			if err != nil {
+				t.Fatalf("exchange: %v\n%s", err, tail(p.stderr.Bytes()))
+			}
+			if sum(fromClient) != sum(toServer) || sum(<-got) != sum(toClient) {
+				t.Fatal("data mismatch")
+			}
+			st := c.ConnectionState()
+			if st.Version != VersionTLS12 || CipherSuiteName(st.CipherSuite) != suite || st.PSKIdentity != "stunnel-id" {
+				t.Fatalf("state %+v", st)
+			}
+		})
+	}
+}
+
+// echoServer runs a plain TCP echo server for stunnel to forward to.
+func echoServer(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// stunnel server: our client -> TLS 1.2 PSK -> stunnel -> plain echo.
+func TestTLS12OurClientToStunnelServer(t *testing.T) {
+	for _, suite := range stunnelSuites {
+		t.Run(suite, func(t *testing.T) {
+			front, _ := freePort(t)
+			p := startStunnel(t, fmt.Sprintf("accept = %s\nconnect = %s\nciphers = %s\nsslVersionMax = TLSv1.2\n", front, echoServer(t), suite))
+			id, _ := CipherSuiteByName(suite)
+			c, err := Dial("tcp", front, &Config{Identity: "stunnel-id", Key: interopKey, CipherSuites: []uint16{id}})
+			if err != nil {
+				t.Fatalf("dial: %v\n%s", err, tail(p.stderr.Bytes()))
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(interopTimeout))
+			if st := c.ConnectionState(); st.Version != VersionTLS12 || st.CipherSuite != id {
+				t.Fatalf("state %+v", st)
+			}
+			data := randomBytes(interopSize)
+			go c.Write(data)
+			got := make([]byte, len(data))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			if sum(got) != sum(data) {
+				t.Fatal("echo differs")
+			}
+		})
+	}
+}

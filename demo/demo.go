@@ -1,31 +1,73 @@
-// Package demo runs mcbn's local walkthrough: everything a newcomer needs to
-// see the product work, on one machine, with no external service and nothing
-// left behind. It prints each step in plain words and never prints a secret.
+// Package demo runs mcbn's local walkthrough: the whole consent network on
+// one machine, with no external service and nothing left behind.
+//
+// It starts, in this process and on loopback ports chosen by the system, the
+// dev attester (standing in for Confidential Space), three shareholder
+// daemons for alice, bob and carol (2-of-3), a server proxy in front of a
+// built-in HTTP and UDP echo backend, and a client proxy. Then it shows what
+// consent means: traffic flows over TCP and UDP, still flows when one
+// participant revokes, stops for new tunnels when a second revokes, and comes
+// back by itself when one grants again.
+//
+// Why in-process rather than subprocesses: the demo must work from
+// `go run ./cmd/mcbn demo` on a fresh machine with no binary installed, clean
+// up everything on Ctrl-C, and let its test observe each step's outcome. The
+// packages it drives are the same the real daemons run.
+//
+// Every step checks its outcome and Run returns an error when one is wrong,
+// so the demo doubles as an end-to-end test. It never prints a share or the
+// PSK; the one place a key can be obtained is the demo's own key directory,
+// which exists only because the demo is its own dealer.
 package demo
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
-	"path/filepath"
-
-	"github.com/mcbn/mcbn/psk"
+	"time"
 )
 
 // Options controls a demo run.
 type Options struct {
-	Out io.Writer // where the narration goes
-	Dir string    // working directory for generated files; "" = a temporary one, removed at the end
+	Out  io.Writer    // where the narration goes (nil: discarded)
+	Log  *slog.Logger // the daemons' logs (nil: discarded)
+	Dir  string       // key and config directory; "" = a temporary one, removed at the end
+	Keep bool         // after the steps, keep everything running until ctx ends
+
+	// Refresh is how often the proxies gather shares again (default
+	// 200ms, so each consent change shows within a second).
+	Refresh time.Duration
+	// OnKeep, when set, is called once everything is kept running (tests).
+	OnKeep func(Info)
 }
 
-// Run runs the walkthrough and returns the first step that did not turn out
-// as expected.
+// Info describes a running demo network.
+type Info struct {
+	Dir         string // where group.json and the shares are
+	ServerTLS   string // the server proxy's TLS-PSK address
+	ServerDTLS  string // the server proxy's DTLS-PSK address
+	ClientHTTP  string // the client proxy's plain TCP address (HTTP)
+	ClientUDP   string // the client proxy's plain UDP address
+	Identity    string // the PSK identity
+	Shareholder map[string]string
+}
+
+// stepTimeout bounds each wait for a consent change to show.
+const stepTimeout = 15 * time.Second
+
+// Run runs the walkthrough and returns the first step whose outcome is not
+// the expected one. Cancelling ctx (Ctrl-C) stops it and cleans up.
 func Run(ctx context.Context, o Options) error {
 	if o.Out == nil {
 		o.Out = io.Discard
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.Refresh <= 0 {
+		o.Refresh = 200 * time.Millisecond
 	}
 	dir := o.Dir
 	if dir == "" {
@@ -36,65 +78,40 @@ func Run(ctx context.Context, o Options) error {
 		defer os.RemoveAll(d)
 		dir = d
 	}
-	say := func(format string, a ...any) { fmt.Fprintf(o.Out, format+"\n", a...) }
+	n := &narrator{w: o.Out, start: time.Now()}
 
-	say("== Key setup: a 2-of-3 group for alice, bob and carol")
-	g, shares, err := psk.Split("demo", 2, []string{"alice", "bob", "carol"}, nil)
+	keys, err := setupKeys(n, dir)
 	if err != nil {
-		return fmt.Errorf("split: %w", err)
-	}
-	if err := psk.WriteGroup(filepath.Join(dir, "group.json"), g); err != nil {
 		return err
 	}
-	for _, s := range shares {
-		if err := psk.WriteShare(filepath.Join(dir, s.Participant+".share.json"), s); err != nil {
-			return err
-		}
-	}
-	say("   group %s: threshold %d of %d; each share written 0600 in %s", g.ID[:16], g.Threshold, g.N(), dir)
-
-	say("== Every pair of participants yields the same PSK")
-	var first []byte
-	pairs := [][2]int{{0, 1}, {0, 2}, {1, 2}}
-	for _, p := range pairs {
-		a, b := shares[p[0]], shares[p[1]]
-		secret, err := psk.Combine(g, []*psk.Share{a, b})
-		if err != nil {
-			return fmt.Errorf("combine %s+%s: %w", a.Participant, b.Participant, err)
-		}
-		key, err := psk.DerivePSK(secret, g.ID, psk.DefaultIdentity, 0, 0)
-		psk.Wipe(secret)
-		if err != nil {
-			return err
-		}
-		if first == nil {
-			first = key
-		} else if !bytes.Equal(first, key) {
-			return errors.New("two pairs of shares gave different PSKs")
-		}
-		say("   %s + %s: PSK derived (same as the others; not shown)", a.Participant, b.Participant)
-	}
-	psk.Wipe(first)
-
-	say("== One share alone is not consent")
-	if _, err := psk.Combine(g, shares[:1]); err == nil {
-		return errors.New("a single share reconstructed the secret")
-	} else {
-		say("   alice alone: refused (%v)", err)
-	}
-
-	say("== A corrupted share is named, the others still reach the threshold")
-	bad := *shares[2]
-	bad.Value = append([]byte(nil), bad.Value...)
-	bad.Value[0] ^= 1
-	secret, badErrs, err := psk.CombineValid(g, []*psk.Share{shares[0], &bad, shares[1]})
+	net, err := startNetwork(ctx, n, dir, keys, o)
+	defer net.close(n)
 	if err != nil {
-		return fmt.Errorf("combine with one bad share: %w", err)
+		return err
 	}
-	psk.Wipe(secret)
-	for _, e := range badErrs {
-		say("   set aside: %v", e)
+	if err := consentSteps(ctx, n, net); err != nil {
+		return err
 	}
-	say("done: try 'mcbn psk split --help' and docs/key-derivation.md")
-	return ctx.Err()
+	n.printHandTry(net.info(dir), o.Keep)
+	if !o.Keep {
+		n.say("== Done in %s. Everything is stopped and removed on the way out.", n.elapsed())
+		return nil
+	}
+	n.say("== Kept running (--keep). Press Ctrl-C to stop and clean up.")
+	if o.OnKeep != nil {
+		o.OnKeep(net.info(dir))
+	}
+	<-ctx.Done()
+	n.say("== Stopping.")
+	return nil
 }
+
+// narrator prints the steps in plain words.
+type narrator struct {
+	w     io.Writer
+	start time.Time
+}
+
+func (n *narrator) say(format string, a ...any) { fmt.Fprintf(n.w, format+"\n", a...) }
+
+func (n *narrator) elapsed() time.Duration { return time.Since(n.start).Round(100 * time.Millisecond) }

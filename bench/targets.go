@@ -1,0 +1,66 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// The targets of issue 8, judged on this run's figures.
+
+const (
+	targetKiBPerTunnel = 40.0
+	targetGatherMs     = 50.0
+	// flatRatio is how much slower the largest N may gather than the
+	// smallest and still count as flat (parallel gathering).
+	flatRatio = 1.5
+)
+
+func (r *Results) judge() {
+	r.Targets = nil
+	status := func(ok bool) string {
+		if ok {
+			return "PASS"
+		}
+		return "MISS"
+	}
+	cmp := func(goal, section, ours, theirs string, higherBetter bool, unit string) {
+		a, b := r.find(section, ours), r.find(section, theirs)
+		if !a.ok() || !b.ok() {
+			if a != nil || b != nil {
+				r.Targets = append(r.Targets, Target{Goal: goal, Result: "figure missing", Status: "n/a"})
+			}
+			return
+		}
+		ok := a.Median >= b.Median
+		if !higherBetter {
+			ok = a.Median <= b.Median
+		}
+		r.Targets = append(r.Targets, Target{Goal: goal,
+			Result: fmt.Sprintf("mcbn %s vs stunnel %s %s", num(a.Median), num(b.Median), unit), Status: status(ok)})
+	}
+	cmp("TCP throughput, 1 stream >= stunnel", "bulk", "mcbn, 1 stream", "stunnel, 1 stream", true, "Gbit/s")
+	cmp("TCP throughput, 4 streams >= stunnel", "bulk", "mcbn, 4 streams", "stunnel, 4 streams", true, "Gbit/s")
+	cmp("new connections/s >= stunnel", "conn", "mcbn: connections/s", "stunnel: connections/s", true, "conn/s")
+	cmp("p50 latency added to direct (64 B RTT) <= stunnel", "rtt", "mcbn: p50 added to direct", "stunnel: p50 added to direct", false, "µs")
+
+	for _, f := range r.Figures {
+		if f.Section != "memory" || f.Ratio || !strings.HasPrefix(f.Name, kindMcbn) {
+			continue
+		}
+		if f.ok() && (strings.Contains(f.Name, "client side") || strings.Contains(f.Name, "server side")) {
+			r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("<= %.0f KiB per idle tunnel (%s)", targetKiBPerTunnel, f.Name),
+				Result: fmt.Sprintf("%s KiB", num(f.Median)), Status: status(f.Median <= targetKiBPerTunnel)})
+		}
+	}
+
+	if g := r.find("gather", fmt.Sprintf("T=%d, N=5", gatherT)); g.ok() {
+		r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("gathering T=3, N=5 < %.0f ms", targetGatherMs),
+			Result: fmt.Sprintf("%s ms", num(g.Median)), Status: status(g.Median < targetGatherMs)})
+	}
+	for _, f := range r.Figures {
+		if f.Section == "gather" && f.Ratio && f.ok() {
+			r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("gathering flat in N (%s <= %.1f)", strings.TrimPrefix(f.Name, "ratio "), flatRatio),
+				Result: fmt.Sprintf("%s×", num(f.Median)), Status: status(f.Median <= flatRatio)})
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+)
+
+// Relay pairs: the topologies under test. Every pair forwards a listen
+// address (where the load generator connects) to a backend address.
+
+const (
+	kindDirect  = "direct"
+	kindSocat   = "socat"
+	kindStunnel = "stunnel"
+	kindMcbn    = "mcbn"
+)
+
+// relay is one running pair.
+type relay struct {
+	kind  string
+	addr  string  // where the load generator connects
+	procs []*proc // client side first, then server side
+}
+
+func (r *relay) stop() {
+	for _, p := range r.procs {
+		p.stop()
+	}
+}
+
+// pids names each relay process by side, for the memory section.
+func (r *relay) sides() map[string]*proc {
+	m := map[string]*proc{}
+	if len(r.procs) == 2 {
+		m["client"], m["server"] = r.procs[0], r.procs[1]
+	}
+	return m
+}
+
+// tcpOptions tunes a pair for a section (limits only; never the crypto).
+type tcpOptions struct {
+	maxConns int // mcbn --max-connections; 0 keeps the default
+}
+
+// startTCP starts a TCP relay pair of kind in front of backend.
+func (e *env) startTCP(kind, backend string, o tcpOptions) (*relay, error) {
+	switch kind {
+	case kindDirect:
+		return &relay{kind: kind, addr: backend}, nil
+	case kindSocat:
+		return e.startSocat(backend)
+	case kindStunnel:
+		return e.startStunnel(backend)
+	case kindMcbn:
+		return e.startMcbn("tcp", backend, o)
+	}
+	return nil, fmt.Errorf("unknown relay %q", kind)
+}
+
+// startSocat: socat client-side relay -> socat server-side relay -> backend.
+func (e *env) startSocat(backend string) (*relay, error) {
+	ports, err := freePorts("tcp", 2)
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{kind: kindSocat, addr: loop(ports[0])}
+	srv, err := startProc("socat server side", "socat",
+		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[1]), "TCP:"+backend)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := startProc("socat client side", "socat",
+		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[0]), "TCP:"+loop(ports[1]))
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	r.procs = []*proc{cli, srv}
+	if err := waitTCP(loop(ports[1]), 10*time.Second, srv); err != nil {
+		r.stop()
+		return nil, err
+	}
+	if err := waitTCP(r.addr, 10*time.Second, cli); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+const stunnelConf = `foreground = yes
+pid =
+debug = warning
+[bench]
+%saccept = %s
+connect = %s
+PSKsecrets = %s
+sslVersionMin = TLSv1.3
+ciphersuites = TLS_AES_128_GCM_SHA256
+`
+
+// startStunnel: stunnel client -> stunnel server -> backend, TLS 1.3 PSK.
+func (e *env) startStunnel(backend string) (*relay, error) {
+	ports, err := freePorts("tcp", 2)
+	if err != nil {
+		return nil, err
+	}
+	r := &relay{kind: kindStunnel, addr: loop(ports[0])}
+	sconf := e.path(fmt.Sprintf("stunnel-server-%d.conf", ports[1]))
+	cconf := e.path(fmt.Sprintf("stunnel-client-%d.conf", ports[0]))
+	if err := os.WriteFile(sconf, []byte(fmt.Sprintf(stunnelConf, "", loop(ports[1]), backend, e.secrets)), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cconf, []byte(fmt.Sprintf(stunnelConf, "client = yes\n", r.addr, loop(ports[1]), e.secrets)), 0o600); err != nil {
+		return nil, err
+	}
+	srv, err := startProc("stunnel server", "stunnel", sconf)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := startProc("stunnel client", "stunnel", cconf)
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	r.procs = []*proc{cli, srv}
+	if err := waitTCP(loop(ports[1]), 10*time.Second, srv); err != nil {
+		r.stop()
+		return nil, err
+	}
+	if err := waitTCP(r.addr, 10*time.Second, cli); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}
+
+// startMcbn: mcbn proxy client -> mcbn proxy server -> backend. transport
+// is "tcp" (TLS 1.3 PSK, TLS_AES_128_GCM_SHA256) or "udp" (DTLS 1.2 PSK,
+// mcbn's default suites).
+func (e *env) startMcbn(transport, backend string, o tcpOptions) (*relay, error) {
+	ports, err := freePorts(transport, 2)
+	if err != nil {
+		return nil, err
+	}
+	admins, err := freePorts("tcp", 2)
+	if err != nil {
+		return nil, err
+	}
+	listen, tunnel := "tls", "tcp"
+	if transport == "udp" {
+		listen, tunnel = "dtls", "udp"
+	}
+	common := []string{"--psk-secrets", e.secrets, "--probe-interval", "0s", "--drain-timeout", "1s"}
+	if transport == "tcp" {
+		common = append(common, "--tls-min-version", "1.3", "--tls-cipher-suites", "TLS_AES_128_GCM_SHA256")
+		if o.maxConns > 0 {
+			common = append(common, "--max-connections", strconv.Itoa(o.maxConns))
+		}
+	}
+	srvArgs := append([]string{"proxy", "server", "--listen", listen + "://" + loop(ports[1]),
+		"--connect", tunnel + "://" + backend, "--admin", loop(admins[1])}, common...)
+	cliArgs := append([]string{"proxy", "client", "--listen", tunnel + "://" + loop(ports[0]),
+		"--connect", listen + "://" + loop(ports[1]), "--admin", loop(admins[0])}, common...)
+	r := &relay{kind: kindMcbn, addr: loop(ports[0])}
+	srv, err := startProc("mcbn proxy server", e.mcbn, srvArgs...)
+	if err != nil {
+		return nil, err
+	}
+	cli, err := startProc("mcbn proxy client", e.mcbn, cliArgs...)
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	r.procs = []*proc{cli, srv}
+	if err := waitReady(loop(admins[1]), 15*time.Second, srv); err != nil {
+		r.stop()
+		return nil, err
+	}
+	if err := waitReady(loop(admins[0]), 15*time.Second, cli); err != nil {
+		r.stop()
+		return nil, err
+	}
+	return r, nil
+}

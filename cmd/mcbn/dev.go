@@ -25,7 +25,11 @@ func init() {
 		usage: `mcbn dev runs local stand-ins for the cloud services mcbn relies on in
 production, so the whole system can run on one machine.
 
-Nothing under 'mcbn dev' provides any security: use it for demos and tests.`,
+Nothing under 'mcbn dev' provides any security: use it for demos and tests.
+
+Example:
+
+  $ mcbn dev attester --socket /tmp/teeserver.sock --image-digest sha256:$(printf x | sha256sum | cut -c1-64)`,
 	})
 	c := &command{
 		name:    "attester",

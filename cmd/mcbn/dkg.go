@@ -32,7 +32,13 @@ participants exchange public files by any channel (mail, a repository):
           NAME.share.json, the same formats as 'mcbn psk split' writes
 
 Compare the ceremony id (printed by deal) and the group id (printed by finish)
-with every participant by a channel you trust. See docs/dkg.md.`,
+with every participant by a channel you trust. See docs/dkg.md.
+
+Example, alice's side of a 2-of-3 ceremony:
+
+  $ mcbn psk dkg init --group team --threshold 2 --participants alice,bob,carol --me alice
+  $ mcbn psk dkg deal --state alice.dkg.json alice.pub.json bob.pub.json carol.pub.json
+  $ mcbn psk dkg finish --state alice.dkg.json bob.round1.json carol.round1.json`,
 	})
 	dkgLeaf("init", "start a ceremony: private state and a public pub file", dkgInitUsage, runDkgInit)
 	dkgLeaf("deal", "round 1: commitments and sub-shares sealed to each participant", dkgDealUsage, runDkgDeal)

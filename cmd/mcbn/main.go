@@ -31,6 +31,12 @@ var root = &command{
 	usage: `mcbn tunnels TCP over TLS-PSK and UDP over DTLS-PSK with a pre-shared key that
 exists only while a threshold of independent participants consent.
 
+Examples:
+
+  $ mcbn demo                       # the whole consent network on this machine, step by step
+  $ mcbn psk split --group demo --threshold 2 --participants alice,bob,carol --out keys
+  $ mcbn proxy server --listen tls://:8443 --connect tcp://127.0.0.1:8080 --psk-file psk.txt
+
 Run 'mcbn COMMAND --help' for the details of a command.`,
 }
 
@@ -145,12 +151,19 @@ func newFlags(c *command, path string, stdout io.Writer) *flag.FlagSet {
 
 // parseFlags parses args with fs and turns flag errors into usage errors.
 // Flags may come before or after positional arguments.
+// The flag package calls Usage on every parse error too; the help goes to
+// stdout only when asked for, so that a bad flag in `$(mcbn psk combine …)`
+// leaves stdout empty and the error is one line on stderr.
 func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, flag.ErrHelp // fs.Usage has printed the help
+				usage()
+				return nil, flag.ErrHelp
 			}
 			return nil, usagef("%v", err)
 		}

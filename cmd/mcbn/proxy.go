@@ -20,6 +20,11 @@ app. Between them traffic crosses the network over TLS-PSK (TCP) or DTLS-PSK
 (UDP) with a pre-shared key from a file, the environment, a stunnel PSKsecrets
 file, or (with the consent issue) gathered from shareholders.
 
+Example, a TCP tunnel with a key from a file (the same file on both sides):
+
+  $ mcbn proxy server --listen tls://:8443 --connect tcp://127.0.0.1:8080 --psk-file psk.txt
+  $ mcbn proxy client --listen tcp://127.0.0.1:8080 --connect tls://server:8443 --psk-file psk.txt
+
 See docs/proxy.md for every setting, the environment variables, the admin
 endpoints and the metrics.`
 

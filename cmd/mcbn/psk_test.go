@@ -173,6 +173,10 @@ func TestPSKBadInput(t *testing.T) {
 	pskBadCase(t, "missing file", 1, []string{"psk", "combine", "--group", group, filepath.Join(tmp, "nope.json")}, "nope.json")
 	pskBadCase(t, "missing flags", 2, []string{"psk", "split", "--group", "g"}, "required", "--help")
 	pskBadCase(t, "legacy not hex", 1, []string{"psk", "legacy-concat", "abc", "zz"}, "key 1 is not hex")
+	// A flag the flag package rejects must not print the help on stdout,
+	// where $(mcbn psk combine …) would hand it to openssl as a key.
+	pskBadCase(t, "bad flag value", 2, []string{"psk", "combine", "--epoch", "-1", "--group", group, share(dir, "alice"), share(dir, "bob")}, `invalid value "-1" for flag -epoch`, "--help")
+	pskBadCase(t, "unknown flag", 2, []string{"psk", "combine", "--bogus", "--group", group}, "flag provided but not defined: -bogus")
 	for _, n := range []string{"split", "verify", "combine", "contribute", "legacy-concat", "inspect"} {
 		code, out, _ := pskRunCLI("psk", n, "--help")
 		if code != 0 || !strings.Contains(out, "Usage: mcbn psk "+n) || !strings.Contains(out, "Example") {

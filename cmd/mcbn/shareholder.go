@@ -27,19 +27,24 @@ func init() {
 		usage: `mcbn shareholder runs a participant's share-release daemon and its tools: the
 consent switch, the audit log verifier and a ready-made release policy.
 
+Example:
+
+  $ mcbn shareholder serve --config alice.yaml
+  $ mcbn shareholder consent revoke --config alice.yaml
+
 See docs/share-release.md for the protocol, the configuration and the audit log.`,
 	})
 	shLeaf("", "serve", "run the share-release daemon", shServeUsage, runShareholderServe)
 	register("shareholder", &command{name: "consent", summary: "grant or revoke consent (edits the config; the daemon follows)",
-		usage: "mcbn shareholder consent grant|revoke --config FILE sets the config's consent value."})
+		usage: "mcbn shareholder consent grant|revoke --config FILE sets the config's consent value.\n\nExample:\n\n  $ mcbn shareholder consent revoke --config alice.yaml"})
 	for _, v := range []string{"grant", "revoke"} {
 		shLeaf("consent", v, v+" consent", fmt.Sprintf(shConsentUsage, v, map[string]string{"grant": "granted", "revoke": "revoked"}[v]), runShareholderConsent(v))
 	}
 	register("shareholder", &command{name: "audit", summary: "inspect the hash-chained audit log",
-		usage: "mcbn shareholder audit verifies the daemon's hash-chained audit log."})
+		usage: "mcbn shareholder audit verifies the daemon's hash-chained audit log.\n\nExample:\n\n  $ mcbn shareholder audit verify alice-audit.jsonl"})
 	shLeaf("audit", "verify", "check an audit log's hash chain", shAuditUsage, runShareholderAuditVerify)
 	register("shareholder", &command{name: "policy", summary: "print ready-made CEL release policies",
-		usage: "mcbn shareholder policy prints release policies to start from."})
+		usage: "mcbn shareholder policy prints release policies to start from.\n\nExample:\n\n  $ mcbn shareholder policy confidential-space --image-digest sha256:... --project my-project"})
 	shLeaf("policy", "confidential-space", "print a policy accepting only production Confidential Space images", shPolicyUsage, runShareholderPolicy)
 	shLeaf("", "pin", "print the SPKI pin of a PEM certificate", shPinUsage, runShareholderPin)
 }
@@ -114,7 +119,12 @@ Example:
 const shPinUsage = `Usage: mcbn shareholder pin CERT.pem
 
 Prints the SPKI pin (sha256:<hex>) of a PEM certificate, for a proxy's
-shareholders[].pin when the daemon uses a certificate of its own.`
+shareholders[].pin when the daemon uses a certificate of its own.
+
+Example:
+
+  $ mcbn shareholder pin /etc/mcbn/alice-cert.pem
+  sha256:…`
 
 // shSignals is replaced by tests.
 var shSignals = func() (<-chan os.Signal, func()) {

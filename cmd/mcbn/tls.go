@@ -28,7 +28,12 @@ func init() {
 		name:    "tls",
 		summary: "TLS-PSK client and server for testing by hand (like openssl s_client/s_server)",
 		usage: `mcbn tls runs the tlspsk package by hand: a client that connects stdin and
-stdout to a TLS-PSK server, and a server that echoes or relays one connection.`,
+stdout to a TLS-PSK server, and a server that echoes or relays one connection.
+
+Example:
+
+  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
+  $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8443`,
 	})
 	client := &command{
 		name:    "client",
@@ -247,6 +252,13 @@ func tlsLoadPSKFile(path, identity string) (map[string][]byte, error) {
 		return nil, err
 	}
 	defer fh.Close()
+	// A PSK file is a secret, like a share file: refuse one that group or
+	// others can read.
+	if fi, err := fh.Stat(); err != nil {
+		return nil, err
+	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %04o: a PSK file must not be accessible to group or others (chmod 600 %s)", path, perm, path)
+	}
 	keys := map[string][]byte{}
 	sc := bufio.NewScanner(fh)
 	n := 0
@@ -263,6 +275,9 @@ func tlsLoadPSKFile(path, identity string) (map[string][]byte, error) {
 		k, err := hex.DecodeString(strings.TrimSpace(hexKey))
 		if err != nil || len(k) == 0 {
 			return nil, fmt.Errorf("%s line %d: the key is not hex", path, n)
+		}
+		if _, dup := keys[id]; dup {
+			return nil, fmt.Errorf("%s line %d: identity %q appears twice", path, n, id)
 		}
 		keys[id] = k
 	}

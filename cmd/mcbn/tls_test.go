@@ -110,6 +110,24 @@ func TestTLSServerPSKFile(t *testing.T) {
 	}
 }
 
+func TestTLSServerPSKFileRefused(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.txt")
+	os.WriteFile(open, []byte("alice:"+tlsTestKey+"\n"), 0o644)
+	dup := filepath.Join(dir, "dup.txt")
+	os.WriteFile(dup, []byte("alice:"+tlsTestKey+"\nalice:"+tlsTestKey+"\n"), 0o600)
+	for _, c := range []struct{ path, want string }{
+		{open, "open.txt has mode 0644"},
+		{dup, `dup.txt line 2: identity "alice" appears twice`},
+	} {
+		var out, errb bytes.Buffer
+		code := dispatch([]string{"tls", "server", "--psk-file", c.path, "--listen", "127.0.0.1:0"}, &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), c.want) || strings.Contains(errb.String(), tlsTestKey) {
+			t.Errorf("%s: exit %d, stderr %q", c.path, code, errb.String())
+		}
+	}
+}
+
 func TestTLSUsage(t *testing.T) {
 	for _, args := range [][]string{
 		{"127.0.0.1:1"},                // no --psk

@@ -2,6 +2,7 @@ package dkg
 
 import (
 	"bytes"
+	"errors"
 	"slices"
 	"testing"
 )
@@ -135,13 +136,23 @@ func TestDkgEquivocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Bob is honest: he only saw another pub file of mallory. Both honest
+	// participants name mallory, and no exclusion is offered (the
+	// ceremony ids differ, so only a new ceremony helps).
 	_, err = Finish(ps[0].st, []*Round1{rb, rm1}, nil)
-	if names := abortNames(t, err); !slices.Equal(names, []string{"bob"}) {
+	if names := abortNames(t, err); !slices.Equal(names, []string{"mallory"}) {
 		t.Fatalf("alice named %v", names)
 	}
-	wantSubstr(t, err, "made for ceremony", "different pub file of mallory")
+	var ab *AbortError
+	if !errors.As(err, &ab) || !ab.Equivocation || ab.CanExclude {
+		t.Fatalf("alice: want an equivocation abort without exclusion, got %+v", ab)
+	}
+	wantSubstr(t, err, "different pub file of mallory", "round 1 of bob", "start a new ceremony")
 	_, err = Finish(ps[1].st, []*Round1{ra, rm2}, nil)
-	wantSubstr(t, err, "different pub file of mallory")
+	if names := abortNames(t, err); !slices.Equal(names, []string{"mallory"}) {
+		t.Fatalf("bob named %v", names)
+	}
+	wantSubstr(t, err, "different pub file of mallory", "round 1 of alice")
 	// Mallory's second view of the ceremony is refused by alice too.
 	_, err = Finish(ps[0].st, []*Round1{rb, rm2}, nil)
 	wantSubstr(t, err, "mallory: ", "different pub file of mallory")

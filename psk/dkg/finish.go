@@ -34,6 +34,10 @@ type AbortError struct {
 	Remaining  int // dealers left if every faulty one were excluded too
 	Threshold  int
 	CanExclude bool
+	// Equivocation is set when participants saw different pub files of
+	// the participants Faults names: the ceremony ids differ, so no
+	// exclusion can repair it and a new ceremony must start.
+	Equivocation bool
 }
 
 // Names are the faulty dealers, in index order, each once.
@@ -53,6 +57,9 @@ func (e *AbortError) Error() string {
 		parts = append(parts, f.Participant+": "+f.Reason)
 	}
 	msg := "ceremony aborted, nothing written: " + strings.Join(parts, "; ")
+	if e.Equivocation {
+		return msg + fmt.Sprintf("; the participants hold different pub files of %s, so their ceremonies differ and no --exclude can join them: compare pub file fingerprints out of band and start a new ceremony (without %s if it sent different pub files to different people)", strings.Join(e.Names(), ", "), strings.Join(e.Names(), ", "))
+	}
 	if e.CanExclude {
 		return msg + fmt.Sprintf("; it can complete without %s if every participant agrees to exclude them (%d dealers remain, %d needed)", strings.Join(e.Names(), ", "), e.Remaining, e.Threshold)
 	}
@@ -101,6 +108,11 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 		}
 	}()
 	reasons := make([][]string, st.N()+1)
+	// equiv[j] lists the round 1 files whose sender saw another pub file
+	// of participant j than we did. The sender is not at fault: its file
+	// is signed with the key we know, it only shows that j's pub file
+	// differs between participants.
+	equiv := make([][]string, st.N()+1)
 	for _, r := range rounds {
 		i := st.Index(r.Sender)
 		src := r.Source
@@ -113,6 +125,12 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 		if i == me || excluded[i] || got[i] != nil {
 			continue // own dealing comes from the state; excluded are ignored
 		}
+		if js := st.equivocated(r, i); len(js) > 0 {
+			for _, j := range js {
+				equiv[j] = append(equiv[j], src)
+			}
+			continue
+		}
 		g, reason := st.check(r, i, priv, info)
 		if reason != "" {
 			reasons[i] = append(reasons[i], src+": "+reason)
@@ -121,6 +139,16 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 		got[i] = g
 	}
 	ab := &AbortError{Threshold: st.Threshold}
+	for j := 1; j <= st.N(); j++ {
+		if len(equiv[j]) > 0 {
+			ab.Faults = append(ab.Faults, Fault{Participant: st.Participants[j-1],
+				Reason: fmt.Sprintf("a different pub file of %s than yours was used by %s", st.Participants[j-1], strings.Join(equiv[j], ", "))})
+		}
+	}
+	if len(ab.Faults) > 0 {
+		ab.Equivocation = true
+		return nil, ab
+	}
 	remaining := st.N() - len(exclude)
 	for i := 1; i <= st.N(); i++ {
 		if i == me || excluded[i] || got[i] != nil {
@@ -196,6 +224,25 @@ func (st *State) check(r *Round1, i int, priv, info []byte) (*good, string) {
 		return nil, fmt.Sprintf("sub-share for %s fails the Feldman check against %s's commitments: a wrong sub-share", st.Me, r.Sender)
 	}
 	return &good{cs: cs, y: y}, ""
+}
+
+// equivocated returns the indices of the participants whose pub file, as
+// r's sender saw it, differs from ours, when r is otherwise a valid round 1
+// of the same parameters: signed by its sender under the key we know, with
+// a ceremony id that its fingerprints explain. Otherwise it returns nil and
+// check reports what is wrong with r.
+func (st *State) equivocated(r *Round1, i int) []int {
+	if subtle.ConstantTimeCompare(r.Ceremony, st.Ceremony) == 1 || len(r.PubFingerprints) != st.N() ||
+		!bytes.Equal(ceremonyID(st.Params, r.PubFingerprints), r.Ceremony) || !r.verifySignature(st.Pubs[i-1].SignKey) {
+		return nil
+	}
+	var out []int
+	for j, p := range st.Pubs {
+		if !bytes.Equal(p.Fingerprint(), r.PubFingerprints[j]) {
+			out = append(out, j+1)
+		}
+	}
+	return out
 }
 
 // whoseFingerprints says whose Pub differs between r's ceremony and ours.

@@ -25,7 +25,7 @@ func Check(ctx context.Context, cfg SharesSourceConfig, provider attest.TokenPro
 			return Progress{}, fieldErr("attestation", "%v", err)
 		}
 	}
-	prog, shares := gather(ctx, p, provider, false)
+	prog, shares := gather(ctx, p, provider, false, nil)
 	wipeShares(shares)
 	return prog, nil
 }

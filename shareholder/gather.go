@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"time"
 
 	"github.com/mcbn/mcbn/attest"
 	"github.com/mcbn/mcbn/psk"
@@ -55,23 +56,46 @@ func (p Progress) String() string {
 // Enough reports whether the threshold was reached.
 func (p Progress) Enough() bool { return p.Valid >= p.Threshold }
 
-// gather contacts every shareholder in parallel, each bounded by the
-// configured timeout, and verifies each share against the group. With
-// stopAtT it cancels the rest once T valid shares are in; extra valid shares
-// are wiped at once. The caller wipes the returned shares.
-func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, stopAtT bool) (Progress, []*psk.Share) {
+// How a gathering that stops at T spreads its requests. It asks T+spare
+// shareholders first, the ones that released last time before the others,
+// and one more for every answer that is not a valid share; after hedgeAfter
+// without T valid shares it asks all the rest. So a healthy round costs T+1
+// TLS handshakes and attestation tokens whatever N is (time and load flat
+// in N), one failure costs no waiting (the spare), and a shareholder that
+// hangs delays the round by at most that delay. Fewer tokens issued also
+// means fewer shareholders see a request they need not answer.
+const (
+	gatherSpare       = 1
+	defaultHedgeAfter = 300 * time.Millisecond
+)
+
+// gather contacts shareholders in parallel, each bounded by the configured
+// timeout, and verifies each share against the group. With stopAtT it asks
+// them in stages as described above, in the order prefer gives (indices
+// into p.clients; nil means configuration order), cancels the rest once T
+// valid shares are in, and wipes extra valid shares at once; without it
+// (the dry run) it asks everyone. The caller wipes the returned shares.
+func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, stopAtT bool, prefer []int) (Progress, []*psk.Share) {
 	type result struct {
 		i     int
 		share *psk.Share
 		err   error
 	}
 	n := len(p.clients)
-	prog := Progress{N: n, Threshold: p.group.Threshold, Outcomes: make([]Outcome, n)}
+	t := p.group.Threshold
+	prog := Progress{N: n, Threshold: t, Outcomes: make([]Outcome, n)}
+	for i, c := range p.clients {
+		prog.Outcomes[i] = Outcome{Name: c.name, State: StateNotNeeded}
+	}
+	order := gatherOrder(n, prefer)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan result, n)
-	for i, c := range p.clients {
-		prog.Outcomes[i] = Outcome{Name: c.name, State: StateNotNeeded}
+	launched := 0
+	launch := func() {
+		i := order[launched]
+		launched++
+		c := p.clients[i]
 		go func() {
 			cctx, ccancel := context.WithTimeout(ctx, p.cfg.Timeout)
 			defer ccancel()
@@ -82,13 +106,38 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			results <- result{i, sh, err}
 		}()
 	}
+	first := n
+	if stopAtT {
+		first = min(n, t+gatherSpare)
+	}
+	for launched < first {
+		launch()
+	}
+	var hedge <-chan time.Time
+	if launched < n {
+		timer := time.NewTimer(p.hedgeAfter)
+		defer timer.Stop()
+		hedge = timer.C
+	}
 	var valid []*psk.Share
-	for range n {
-		r := <-results
+	for pending := launched; pending > 0; {
+		var r result
+		select {
+		case <-hedge:
+			hedge = nil
+			for len(valid) < t && launched < n {
+				launch()
+				pending++
+			}
+			continue
+		case r = <-results:
+			pending--
+		}
 		name := p.clients[r.i].name
+		got := false
 		var ref *RefusedError
 		switch {
-		case r.err != nil && !errors.As(r.err, &ref) && stopAtT && len(valid) >= p.group.Threshold:
+		case r.err != nil && !errors.As(r.err, &ref) && stopAtT && len(valid) >= t:
 			// Canceled by us once T shares were in: it stays "not needed".
 		case r.err != nil:
 			prog.Outcomes[r.i] = classify(name, r.err)
@@ -103,21 +152,57 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			case why != "":
 				r.share.Wipe()
 				prog.Outcomes[r.i] = Outcome{Name: name, State: StateInvalid, Reason: why}
-			case stopAtT && len(valid) >= p.group.Threshold:
+			case stopAtT && len(valid) >= t:
 				r.share.Wipe()
 				prog.Outcomes[r.i] = Outcome{Name: name, State: StateOK}
 				prog.Valid++
 			default:
+				got = true
 				valid = append(valid, r.share)
 				prog.Outcomes[r.i] = Outcome{Name: name, State: StateOK}
 				prog.Valid++
-				if stopAtT && len(valid) == p.group.Threshold {
+				if stopAtT && len(valid) == t {
 					cancel()
 				}
 			}
 		}
+		if !got && len(valid) < t && launched < n {
+			launch() // replaces the one that did not give a share
+			pending++
+		}
 	}
 	return prog, valid
+}
+
+// gatherOrder lists 0..n-1 with the indices of prefer first, in their order,
+// then the rest in configuration order.
+func gatherOrder(n int, prefer []int) []int {
+	order := make([]int, 0, n)
+	seen := make([]bool, n)
+	for _, i := range prefer {
+		if i >= 0 && i < n && !seen[i] {
+			seen[i] = true
+			order = append(order, i)
+		}
+	}
+	for i := range n {
+		if !seen[i] {
+			order = append(order, i)
+		}
+	}
+	return order
+}
+
+// releasedLast returns the indices of the shareholders that gave a valid
+// share in prog, to be asked first next time.
+func releasedLast(prog Progress) []int {
+	var out []int
+	for i, o := range prog.Outcomes {
+		if o.State == StateOK {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // classify turns a fetch error into an outcome with a short reason.

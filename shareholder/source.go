@@ -167,7 +167,10 @@ func (s *SharesSource) run() {
 
 // round gathers once and installs or drops the key; it reports readiness.
 func (s *SharesSource) round(ctx context.Context) bool {
-	prog, shares := gather(ctx, s.p, s.provider, true)
+	s.mu.Lock()
+	prefer := releasedLast(s.progress)
+	s.mu.Unlock()
+	prog, shares := gather(ctx, s.p, s.provider, true, prefer)
 	defer wipeShares(shares)
 	if ctx.Err() != nil {
 		return false

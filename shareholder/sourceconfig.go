@@ -64,9 +64,10 @@ type AttestationConfig struct {
 
 // prepared is a validated source config with its group loaded.
 type prepared struct {
-	cfg     SharesSourceConfig
-	group   *psk.Group
-	clients []*releaseClient
+	cfg        SharesSourceConfig
+	group      *psk.Group
+	clients    []*releaseClient
+	hedgeAfter time.Duration // see gather
 }
 
 // prepare validates cfg (errors name the field under prefix, e.g.
@@ -95,7 +96,7 @@ func prepare(cfg SharesSourceConfig, prefix string) (*prepared, error) {
 		return nil, fieldErr(f("shareholders"), "%d listed, but the group needs %d shares", len(cfg.Shareholders), g.Threshold)
 	}
 	seen := map[string]bool{}
-	p := &prepared{cfg: cfg, group: g}
+	p := &prepared{cfg: cfg, group: g, hedgeAfter: defaultHedgeAfter}
 	for i, sh := range cfg.Shareholders {
 		field := fmt.Sprintf("%s[%d]", f("shareholders"), i)
 		if sh.Name == "" {

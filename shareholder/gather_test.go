@@ -1,0 +1,195 @@
+package shareholder
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/mcbn/mcbn/psk"
+)
+
+// stagedHolder is a fake shareholder that counts the requests it gets and
+// answers with its share, a refusal, or not at all (until the client gives
+// up).
+type stagedHolder struct {
+	cfg      ShareholderConfig
+	requests atomic.Int32
+	mode     atomic.Value // "ok", "refuse" or "hang"
+}
+
+func startStagedHolder(t *testing.T, share *psk.Share) *stagedHolder {
+	t.Helper()
+	h := &stagedHolder{}
+	h.mode.Store("ok")
+	cert, err := SelfSignedCert(share.Participant, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := psk.MarshalShare(share)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.requests.Add(1)
+		switch h.mode.Load() {
+		case "refuse":
+			writeJSON(w, http.StatusForbidden, Refusal{Error: "refused", Reason: ReasonConsentRevoked})
+		case "hang":
+			<-r.Context().Done()
+		default:
+			writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	h.cfg = ShareholderConfig{Name: share.Participant, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + share.Participant}
+	return h
+}
+
+// wideGroup is a 3-of-5 group on disk with a staged fake per participant.
+func wideGroup(t *testing.T, f *fixture) (*prepared, []*stagedHolder) {
+	t.Helper()
+	g, shares, err := psk.Split("wide", 3, []string{"a", "b", "c", "d", "e"}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "group.json")
+	if err := psk.WriteGroup(path, g); err != nil {
+		t.Fatal(err)
+	}
+	cfg := f.sourceConfig()
+	cfg.Group = path
+	var hs []*stagedHolder
+	for _, s := range shares {
+		h := startStagedHolder(t, s)
+		hs = append(hs, h)
+		cfg.Shareholders = append(cfg.Shareholders, h.cfg)
+	}
+	cfg.Timeout = 10 * time.Minute
+	p, err := prepare(cfg, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, hs
+}
+
+func requestCounts(hs []*stagedHolder) []int32 {
+	out := make([]int32, len(hs))
+	for i, h := range hs {
+		out[i] = h.requests.Load()
+		h.requests.Store(0)
+	}
+	return out
+}
+
+// gatherOnce runs one round bounded by 30s, far below the shareholders'
+// timeout, so that a round that would wait for a hanging shareholder's
+// timeout comes back short of T instead of passing late.
+func gatherOnce(t *testing.T, f *fixture, p *prepared, prefer []int) Progress {
+	t.Helper()
+	provider, err := p.provider()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	prog, shares := gather(ctx, p, provider, true, prefer)
+	wipeShares(shares)
+	return prog
+}
+
+// A round that stops at T asks T+1 shareholders when all are healthy and
+// one more for each that refuses (the hedge delay is set out of reach
+// here, so only that rule can bring in the fifth); the next round prefers
+// those that released; and when some hang, the hedge delay brings in the
+// rest. Each round is bounded by gatherOnce's 30s, far below the
+// shareholders' 10-minute timeout, so a broken rule shows as a round short
+// of T rather than as a slow pass.
+func TestGatherStaged(t *testing.T) {
+	f := newFixture(t)
+	p, hs := wideGroup(t, f)
+	p.hedgeAfter = time.Hour
+
+	prog := gatherOnce(t, f, p, nil)
+	if !prog.Enough() || prog.Outcomes[4].State != StateNotNeeded {
+		t.Fatalf("healthy round: %s", prog)
+	}
+	if c := requestCounts(hs); c[4] != 0 {
+		t.Fatalf("healthy round asked e (%v): want a..d only", c)
+	}
+
+	// a and b refuse: each refusal brings in the next (e) at once.
+	hs[0].mode.Store("refuse")
+	hs[1].mode.Store("refuse")
+	prog = gatherOnce(t, f, p, nil)
+	if !prog.Enough() || prog.Outcomes[0].State != StateRefused || prog.Outcomes[4].State != StateOK {
+		t.Fatalf("refusals: %s", prog)
+	}
+	requestCounts(hs)
+
+	// The next round asks c, d, e (which released) first, then a as the
+	// spare; b, last in that order, is never asked.
+	hs[0].mode.Store("ok")
+	hs[1].mode.Store("ok")
+	prog = gatherOnce(t, f, p, releasedLast(prog))
+	if !prog.Enough() {
+		t.Fatalf("preferred round: %s", prog)
+	}
+	if c := requestCounts(hs); c[1] != 0 {
+		t.Fatalf("preferred round asked b (%v)", c)
+	}
+
+	// c and d hang and nobody refuses: only the hedge delay brings in e.
+	p.hedgeAfter = 50 * time.Millisecond
+	hs[2].mode.Store("hang")
+	hs[3].mode.Store("hang")
+	prog = gatherOnce(t, f, p, nil)
+	if !prog.Enough() || prog.Outcomes[4].State != StateOK {
+		t.Fatalf("hanging round: %s", prog)
+	}
+}
+
+func TestGatherOrder(t *testing.T) {
+	for _, c := range []struct {
+		prefer []int
+		want   []int
+	}{
+		{nil, []int{0, 1, 2, 3}},
+		{[]int{2, 3}, []int{2, 3, 0, 1}},
+		{[]int{3, 3, 9, -1, 1}, []int{3, 1, 0, 2}},
+	} {
+		if got := gatherOrder(4, c.prefer); !slices.Equal(got, c.want) {
+			t.Errorf("gatherOrder(4, %v) = %v, want %v", c.prefer, got, c.want)
+		}
+	}
+}
+
+// The dry run asks every shareholder, whatever the threshold.
+func TestCheckAsksEveryone(t *testing.T) {
+	f := newFixture(t)
+	p, hs := wideGroup(t, f)
+	provider, err := p.provider()
+	if err != nil {
+		t.Fatal(err)
+	}
+	prog, shares := gather(context.Background(), p, provider, false, nil)
+	wipeShares(shares)
+	if prog.Valid != 5 {
+		t.Fatalf("dry run: %s", prog)
+	}
+	for i, c := range requestCounts(hs) {
+		if c != 1 {
+			t.Fatalf("dry run asked %s %d times", hs[i].cfg.Name, c)
+		}
+	}
+}

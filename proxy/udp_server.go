@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -17,8 +18,65 @@ import (
 // client, as it would without the proxy.
 type udpServerRoute struct {
 	*route
-	ln     net.Listener
-	active atomic.Int64
+	ln      net.Listener
+	active  atomic.Int64 // sessions past their handshake
+	pending pendingHandshakes
+}
+
+// maxPendingHandshakes bounds the DTLS handshakes in progress on one route.
+// pion accepts a connection for the first datagram from an address that
+// looks like a handshake record, before the cookie exchange that proves the
+// address is real, so a spoofed sender can start handshakes for free. They
+// are counted apart from max_sessions (which only established sessions
+// use), and when this bound is reached the oldest pending handshake is
+// dropped to make room: junk can then only push junk out, while a real
+// client's handshake, a few round trips long, completes long before a flood
+// of this size turns over.
+const maxPendingHandshakes = 1024
+
+// pendingHandshakes is the FIFO of DTLS handshakes in progress.
+type pendingHandshakes struct {
+	mu    sync.Mutex
+	queue []*dtls.Conn
+	max   int // 0: maxPendingHandshakes
+}
+
+// add enqueues c and returns the oldest pending handshake to drop when the
+// queue was full, or nil.
+func (p *pendingHandshakes) add(c *dtls.Conn) *dtls.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	limit := p.max
+	if limit == 0 {
+		limit = maxPendingHandshakes
+	}
+	var evict *dtls.Conn
+	if len(p.queue) >= limit {
+		evict = p.queue[0]
+		p.queue = p.queue[1:]
+	}
+	p.queue = append(p.queue, c)
+	return evict
+}
+
+// done removes c (its handshake ended either way); it reports whether c
+// was still queued, that is, not dropped to make room.
+func (p *pendingHandshakes) done(c *dtls.Conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, q := range p.queue {
+		if q == c {
+			p.queue = append(p.queue[:i], p.queue[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pendingHandshakes) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
 }
 
 func (u *udpServerRoute) base() *route { return u.route }
@@ -89,20 +147,22 @@ func (u *udpServerRoute) serve() {
 			continue
 		}
 		backoff = 0
-		if !u.ready(c.RemoteAddr()) || !u.underLimit(u.active.Load(), u.cfg.Limits.MaxSessions, "sessions") {
+		if !u.ready(c.RemoteAddr()) {
 			c.Close()
 			continue
 		}
 		if !u.track.add(c) {
 			continue
 		}
-		u.active.Add(1)
+		dc := c.(*dtls.Conn)
+		if old := u.pending.add(dc); old != nil {
+			u.log.Debug("too many DTLS handshakes in progress: dropping the oldest", "peer", old.RemoteAddr().String(), "max_pending", maxPendingHandshakes)
+			u.met.handshakeFailed("evicted")
+			old.Close()
+		}
 		go func() {
-			defer func() {
-				u.active.Add(-1)
-				u.track.done(c)
-			}()
-			u.handle(c.(*dtls.Conn))
+			defer u.track.done(c)
+			u.handle(dc)
 		}()
 	}
 }
@@ -114,6 +174,9 @@ func (u *udpServerRoute) handle(dc *dtls.Conn) {
 	start := time.Now()
 	err := dc.HandshakeContext(ctx)
 	cancel()
+	if !u.pending.done(dc) {
+		return // dropped to make room for newer handshakes; counted there
+	}
 	if err != nil {
 		st, ok := dc.ConnectionState()
 		identity := ""
@@ -123,6 +186,13 @@ func (u *udpServerRoute) handle(dc *dtls.Conn) {
 		u.dtlsFailed(err, peer, identity, ok && identity != "", start)
 		return
 	}
+	// Only an established session counts against max_sessions, so
+	// handshakes that never complete cannot lock real clients out.
+	if !u.underLimit(u.active.Add(1)-1, u.cfg.Limits.MaxSessions, "sessions") {
+		u.active.Add(-1)
+		return
+	}
+	defer u.active.Add(-1)
 	st, _ := dc.ConnectionState()
 	dctx, dcancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Dial.D())
 	bc, err := (&net.Dialer{}).DialContext(dctx, "udp", u.cfg.connect.HostPort())

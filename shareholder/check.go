@@ -120,16 +120,29 @@ func ParseCheckTargets(data []byte) ([]CheckTarget, error) {
 	return out, nil
 }
 
+// mapGet returns the value of key in mapping m, following YAML aliases
+// (examples/local/client.yaml shares one psk block between routes with
+// &shares / *shares).
 func mapGet(m *yaml.Node, key string) *yaml.Node {
+	m = deref(m)
 	if m == nil || m.Kind != yaml.MappingNode {
 		return nil
 	}
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		if m.Content[i].Value == key {
-			return m.Content[i+1]
+			return deref(m.Content[i+1])
 		}
 	}
 	return nil
+}
+
+// deref follows alias nodes to what they name (bounded: yaml.v3 refuses
+// alias cycles while parsing, but the bound costs nothing).
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 // decodeNodeStrict decodes a node rejecting unknown keys.

@@ -193,3 +193,29 @@ func TestCheckAsksEveryone(t *testing.T) {
 		}
 	}
 }
+
+// The dry run finds every route that uses the shares source, also one
+// whose psk block is a YAML alias of another's.
+func TestCheckTargetsFollowAliases(t *testing.T) {
+	targets, err := ParseCheckTargets([]byte(`routes:
+  - name: web
+    identity: web-id
+    psk: &shares
+      source: shares
+      options: {group: g.json, shareholders: [{name: a, url: "https://127.0.0.1:1", pin: "sha256:00"}]}
+  - name: dns
+    psk: *shares
+  - name: other
+    psk: {hex: "00"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var where []string
+	for _, tg := range targets {
+		where = append(where, tg.Where)
+	}
+	if !slices.Equal(where, []string{"routes[0] (web)", "routes[1] (dns)"}) {
+		t.Fatalf("targets %v", where)
+	}
+}

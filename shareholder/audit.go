@@ -192,6 +192,9 @@ type AuditSummary struct {
 	Releases int
 	Refusals int
 	Head     string // hash of the last line, AuditGenesis for an empty log
+	// SeenAt is the line whose hash is the head VerifyAuditFrom was asked
+	// to find (0 for AuditGenesis), or -1 when no line has it.
+	SeenAt int
 }
 
 // AuditError names the first bad line of a log (1-based).
@@ -207,8 +210,17 @@ func (e *AuditError) Error() string { return fmt.Sprintf("audit log line %d: %s"
 // counts 1, 2, 3, ... An edited line fails its own hash; a deleted, inserted
 // or reordered line breaks the chain where it happened. Deleting lines at
 // the end is only visible against a copy of the head (see Head).
-func VerifyAudit(r io.Reader) (AuditSummary, error) {
-	sum := AuditSummary{Head: AuditGenesis}
+func VerifyAudit(r io.Reader) (AuditSummary, error) { return VerifyAuditFrom(r, "") }
+
+// VerifyAuditFrom is VerifyAudit that also looks for a head recorded
+// earlier (the audit_head the daemon logs, or one a verify printed): if no
+// line has that hash, lines were cut from the end (or the log replaced)
+// since, which the chain alone cannot show. SeenAt tells where it was found.
+func VerifyAuditFrom(r io.Reader, knownHead string) (AuditSummary, error) {
+	sum := AuditSummary{Head: AuditGenesis, SeenAt: -1}
+	if knownHead == AuditGenesis {
+		sum.SeenAt = 0
+	}
 	br := bufio.NewReaderSize(r, 64<<10)
 	for n := 1; ; n++ {
 		line, err := readAuditLine(br)
@@ -229,6 +241,9 @@ func VerifyAudit(r io.Reader) (AuditSummary, error) {
 			return sum, &AuditError{Line: n, Msg: fmt.Sprintf("seq %d, want %d (lines deleted or reordered)", rec.Seq, n)}
 		}
 		sum.Lines, sum.Head = n, hash
+		if knownHead != "" && sum.SeenAt < 0 && hash == knownHead {
+			sum.SeenAt = n
+		}
 		if rec.Decision == DecisionRelease {
 			sum.Releases++
 		} else {

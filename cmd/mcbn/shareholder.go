@@ -90,17 +90,22 @@ Example:
 
   $ mcbn shareholder consent %[1]s --config alice.yaml`
 
-const shAuditUsage = `Usage: mcbn shareholder audit verify FILE
+const shAuditUsage = `Usage: mcbn shareholder audit verify [--head HASH] FILE
 
 Checks every line of an audit log and the hash chain between them. An edited,
 deleted, inserted or reordered line is reported with its line number (exit 1).
-On success it prints the line count and the head hash; compare the head with
-the audit_head the daemon logs to detect lines cut from the end.
+On success it prints the line count and the head hash.
+
+Lines cut from the end leave a valid chain; only a head recorded earlier shows
+them. --head takes such a head (the audit_head the daemon logs at start, or
+one an earlier verify printed, kept somewhere the log's writer cannot reach)
+and fails unless some line of the log has it.
 
 Example:
 
   $ mcbn shareholder audit verify alice-audit.jsonl
-  ok: 42 lines (40 releases, 2 refusals), head 9f86d081...`
+  ok: 42 lines (40 releases, 2 refusals), head 9f86d081...
+  $ mcbn shareholder audit verify --head 9f86d081... alice-audit.jsonl`
 
 const shPolicyUsage = `Usage: mcbn shareholder policy confidential-space --image-digest sha256:... [--image-digest ...] [--project P ...] [--service-account SA ...] [--dev]
 
@@ -219,6 +224,7 @@ func runShareholderConsent(value string) func(c *command, path string, args []st
 
 func runShareholderAuditVerify(c *command, path string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(c, path, stdout)
+	head := fs.String("head", "", "a head `HASH` recorded earlier that the log must still contain")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
@@ -231,7 +237,7 @@ func runShareholderAuditVerify(c *command, path string, args []string, stdout, s
 		return err
 	}
 	defer f.Close()
-	sum, err := shareholder.VerifyAudit(f)
+	sum, err := shareholder.VerifyAuditFrom(f, *head)
 	if err != nil {
 		var ae *shareholder.AuditError
 		if errors.As(err, &ae) {
@@ -239,7 +245,13 @@ func runShareholderAuditVerify(c *command, path string, args []string, stdout, s
 		}
 		return fmt.Errorf("%s: %w", pos[0], err)
 	}
+	if *head != "" && sum.SeenAt < 0 {
+		return fmt.Errorf("%s: no line has head %s: lines were cut from the end or the log was replaced (the chain of its %d lines is intact)", pos[0], *head, sum.Lines)
+	}
 	fmt.Fprintf(stdout, "ok: %d lines (%d releases, %d refusals), head %s\n", sum.Lines, sum.Releases, sum.Refusals, sum.Head)
+	if *head != "" {
+		fmt.Fprintf(stdout, "the given head is line %d; %d lines were added since\n", sum.SeenAt, sum.Lines-sum.SeenAt)
+	}
 	return nil
 }
 

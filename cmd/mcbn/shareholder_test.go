@@ -63,7 +63,24 @@ func TestShareholderAuditVerifyCommand(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "ok: 3 lines (0 releases, 3 refusals), head ") {
 		t.Fatalf("exit %d: %s %s", code, out, errs)
 	}
+	head := strings.TrimSpace(out[strings.Index(out, "head ")+5:])
 	data, _ := os.ReadFile(path)
+	// The last line cut off: the chain still verifies, the recorded head
+	// shows the cut.
+	cut := data[:bytes.LastIndexByte(data[:len(data)-1], '\n')+1]
+	os.WriteFile(path, cut, 0o600)
+	if code, _, _ := shRun("shareholder", "audit", "verify", path); code != 0 {
+		t.Fatal("a log cut at a line boundary should still chain")
+	}
+	code, _, errs = shRun("shareholder", "audit", "verify", "--head", head, path)
+	if code != 1 || !strings.Contains(errs, "no line has head "+head) {
+		t.Fatalf("cut log with --head: exit %d: %s", code, errs)
+	}
+	os.WriteFile(path, data, 0o600)
+	code, out, _ = shRun("shareholder", "audit", "verify", "--head", head, path)
+	if code != 0 || !strings.Contains(out, "the given head is line 3") {
+		t.Fatalf("intact log with --head: exit %d: %s", code, out)
+	}
 	os.WriteFile(path, bytes.Replace(data, []byte(`"n1"`), []byte(`"n9"`), 1), 0o600)
 	code, _, errs = shRun("shareholder", "audit", "verify", path)
 	if code != 1 || !strings.Contains(errs, "line 2:") {

@@ -17,7 +17,7 @@
 // Every step checks its outcome and Run returns an error when one is wrong,
 // so the demo doubles as an end-to-end test. It never prints a share or the
 // PSK; the one place a key can be obtained is the demo's own key directory,
-// which exists only because the demo is its own dealer.
+// which exists only because the demo plays every participant.
 package demo
 
 import (
@@ -35,6 +35,10 @@ type Options struct {
 	Log  *slog.Logger // the daemons' logs (nil: discarded)
 	Dir  string       // key and config directory; "" = a temporary one, removed at the end
 	Keep bool         // after the steps, keep everything running until ctx ends
+	// DKG makes the group with the dealer-free ceremony (psk/dkg) instead
+	// of a dealer's split: each participant deals a sharing of its own
+	// random secret and nobody, the demo included, ever holds the sum.
+	DKG bool
 
 	// Refresh is how often the proxies gather shares again (default
 	// 200ms, so each consent change shows within a second).
@@ -80,7 +84,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	n := &narrator{w: o.Out, start: time.Now()}
 
-	keys, err := setupKeys(n, dir)
+	setup := setupKeys
+	if o.DKG {
+		setup = setupKeysDKG
+	}
+	keys, err := setup(n, dir)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ func init() {
 	c := &command{
 		name:    "demo",
 		summary: "run the whole consent network on this machine and watch consent open and close it",
-		usage: `Usage: mcbn demo [--keep] [--dir DIR] [--verbose]
+		usage: `Usage: mcbn demo [--keep] [--dkg] [--dir DIR] [--verbose]
 
 Starts, in this process and on loopback ports, the dev attester, three
 shareholders (alice, bob, carol; 2-of-3), a server proxy in front of a
@@ -26,21 +26,25 @@ still flows), revokes a second (new tunnels are refused), and grants again
 checked; the command fails if a step's outcome is wrong. No share or key is
 ever printed. It takes a few seconds.
 
-The demo plays the dealer, so its key directory holds every share; that is
-the only reason it can show an openssl line that works against its server
-proxy. With --keep the network stays up until Ctrl-C so you can try it.
+--dkg makes the group with the dealer-free ceremony of 'mcbn psk dkg' instead
+of a dealer's split: nobody ever holds the group secret.
+
+The demo plays every participant, so its key directory holds every share;
+that is the only reason it can show an openssl line that works against its
+server proxy. With --keep the network stays up until Ctrl-C so you can try it.
 Ctrl-C stops everything; a temporary directory is removed (not --dir).
 
 Example:
 
   $ mcbn demo
-  $ mcbn demo --keep`,
+  $ mcbn demo --dkg --keep`,
 	}
 	c.run = func(args []string, stdout, stderr io.Writer) error {
 		fs := newFlags(c, "mcbn demo", stdout)
 		dir := fs.String("dir", "", "keep the key material and configs in `DIR` (must exist) instead of a temporary directory")
 		keep := fs.Bool("keep", false, "keep the network running after the steps, until Ctrl-C")
 		verbose := fs.Bool("verbose", false, "also print the daemons' logs on stderr")
+		useDKG := fs.Bool("dkg", false, "make the group with the dealer-free ceremony (mcbn psk dkg) instead of a dealer's split")
 		pos, err := parseFlags(fs, args)
 		if err != nil {
 			return err
@@ -59,7 +63,7 @@ Example:
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return demo.Run(ctx, demo.Options{Out: stdout, Log: log, Dir: *dir, Keep: *keep})
+		return demo.Run(ctx, demo.Options{Out: stdout, Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG})
 	}
 	register("", c)
 }

@@ -32,26 +32,36 @@ func SetConsent(path, value string) (bool, error) {
 	if old.Consent == value {
 		return false, nil
 	}
-	locs := consentLineRE.FindAllSubmatchIndex(data, -1)
-	if len(locs) != 1 {
-		return false, fmt.Errorf("config %s: expected exactly one top-level line `consent: %s`, found %d; edit it by hand", path, old.Consent, len(locs))
+	edited, err := editConsent(data, value)
+	if err != nil {
+		return false, fmt.Errorf("config %s: %w", path, err)
 	}
-	l := locs[0]
-	var out bytes.Buffer
-	out.Write(data[:l[4]])
-	out.WriteString(value)
-	out.Write(data[l[5]:])
-	if _, err := ParseConfig(out.Bytes(), filepath.Dir(path)); err != nil {
+	if _, err := ParseConfig(edited, filepath.Dir(path)); err != nil {
 		return false, fmt.Errorf("config %s: the edited file would not load: %w", path, err)
 	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return false, err
 	}
-	if err := replaceFile(path, out.Bytes(), fi.Mode().Perm()); err != nil {
+	if err := replaceFile(path, edited, fi.Mode().Perm()); err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// editConsent replaces the value of the one top-level consent line of a
+// config text, keeping everything else byte for byte.
+func editConsent(data []byte, value string) ([]byte, error) {
+	locs := consentLineRE.FindAllSubmatchIndex(data, -1)
+	if len(locs) != 1 {
+		return nil, fmt.Errorf("expected exactly one top-level line `consent: granted|revoked`, found %d; edit it by hand", len(locs))
+	}
+	l := locs[0]
+	var out bytes.Buffer
+	out.Write(data[:l[4]])
+	out.WriteString(value)
+	out.Write(data[l[5]:])
+	return out.Bytes(), nil
 }
 
 // replaceFile writes data to a temporary file beside path and renames it

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -36,10 +37,14 @@ type Conn struct {
 
 type inState struct {
 	sync.Mutex
-	hc        halfConn
-	buf       []byte // raw bytes from the socket: buf[off:end] not yet used
+	hc halfConn
+	// buf holds raw bytes from the socket: buf[off:end] not yet used. It
+	// comes from a pool and goes back when drained after the handshake
+	// (nil while idle).
+	buf       []byte
 	off, end  int
-	input     []byte    // decrypted application data not yet returned
+	big       bool      // the last record did not fit a small buffer: readIdle takes a big one
+	input     []byte    // decrypted application data not yet returned (in buf)
 	hs        []byte    // handshake bytes not yet consumed
 	err       error     // sticky
 	ccs       int       // dummy change_cipher_spec records seen
@@ -47,13 +52,24 @@ type inState struct {
 	skipEarly int       // bytes of refused 0-RTT data the server may still skip
 	tls12     bool      // TLS 1.2 negotiated: change_cipher_spec is real
 	next      *halfConn // TLS 1.2 read keys that the next change_cipher_spec installs
+
+	// Waiting for data without a buffer (rawread_unix.go).
+	rawChecked bool
+	raw        syscall.RawConn
+	rawRead    func(fd uintptr) bool
+	rawN       int
+	rawErr     error
+
+	// WriteTo's gather list: plaintext of consecutive records, in buf.
+	vec  [maxGather][]byte
+	bufs net.Buffers
 }
 
 type outState struct {
 	sync.Mutex
 	hc        halfConn
-	buf       []byte // scratch for sealing records
-	pending   []byte // a buffered handshake flight
+	buf       []byte // pooled scratch for sealing records, nil outside Write
+	pending   []byte // a buffered handshake flight (pooled, nil once sent)
 	buffering bool
 	err       error // sticky
 	wroteCCS  bool
@@ -82,6 +98,12 @@ type exporter12 struct {
 }
 
 // Client returns a client-side Conn over conn.
+//
+// If conn implements syscall.Conn (as *net.TCPConn does), a Conn that is
+// waiting for the peer after the handshake reads from the descriptor
+// through RawConn.Read, holding no buffer while it waits; a wrapper whose
+// Read does more than read the socket must therefore not implement
+// syscall.Conn. The same holds for Server.
 func Client(conn net.Conn, config *Config) *Conn {
 	return &Conn{conn: conn, isClient: true, config: config}
 }
@@ -92,8 +114,12 @@ func Server(conn net.Conn, config *Config) *Conn {
 }
 
 const (
-	readBufSize      = 2 * maxRecordLen
+	// readBufSize is how much of a big pooled buffer the read side uses:
+	// four full records, so one read(2) can fetch what one Write of the
+	// peer sent (writeBatch records).
+	readBufSize      = 4 * maxRecordLen
 	handshakeBufSize = 4096
+	maxGather        = 16 // records whose plaintext WriteTo sends in one writev
 )
 
 var errCloseWrite = errors.New("tlspsk: write after CloseWrite")
@@ -160,8 +186,17 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		}
 		c.in.err, c.out.err = err, err
 		c.hsErr = err
+		c.in.off, c.in.end, c.in.input = 0, 0, nil
 	} else {
 		c.hsDone.Store(true)
+	}
+	// The handshake buffers go back to the pools, cleared (they held
+	// handshake messages); a read buffer that holds the start of the
+	// application data stays.
+	c.releasePendingLocked()
+	if c.in.off == c.in.end {
+		clear(c.in.buf)
+		c.releaseReadBuf()
 	}
 	c.out.Unlock()
 	c.in.Unlock()

@@ -15,16 +15,52 @@ func hashFunc(h crypto.Hash) func() hash.Hash { return h.New }
 
 // expandLabel is HKDF-Expand-Label(secret, label, context, length).
 func expandLabel(h crypto.Hash, secret []byte, label string, context []byte, length int) []byte {
-	info := make([]byte, 0, 4+6+len(label)+len(context))
-	info = append(info, byte(length>>8), byte(length), byte(6+len(label)))
+	return newLabeler(h, secret).expand(label, context, length)
+}
+
+// labeler computes HKDF-Expand-Label (RFC 8446 7.1) for several labels
+// under one secret: HKDF-Expand (RFC 5869 2.3) with one keyed HMAC, reset
+// between labels, where a call of hkdf.Expand keys a new HMAC (two hash
+// states and two pads) each time. Its HMAC state is secret-derived and is
+// dropped with it, as hkdf.Expand's would be.
+type labeler struct {
+	mac  hash.Hash
+	used bool
+	info []byte   // HkdfLabel || counter
+	t    [64]byte // T(i)
+}
+
+func newLabeler(h crypto.Hash, secret []byte) *labeler {
+	return &labeler{mac: hmac.New(h.New, secret)}
+}
+
+func (l *labeler) expand(label string, context []byte, length int) []byte {
+	size := l.mac.Size()
+	if length < 0 || length > 255*size || len(label) > 255-6 || len(context) > 255 {
+		panic("tlspsk: HKDF-Expand-Label: bad length") // only on absurd lengths
+	}
+	info := append(l.info[:0], byte(length>>8), byte(length), byte(6+len(label)))
 	info = append(info, "tls13 "...)
 	info = append(info, label...)
 	info = append(info, byte(len(context)))
 	info = append(info, context...)
-	out, err := hkdf.Expand(hashFunc(h), secret, string(info), length)
-	if err != nil {
-		panic("tlspsk: HKDF-Expand-Label: " + err.Error()) // only on absurd lengths
+	info = append(info, 0)
+	l.info = info
+	out := make([]byte, length)
+	var prev []byte
+	for i, n := 1, 0; n < length; i++ {
+		// T(i) = HMAC(PRK, T(i-1) | info | i)
+		info[len(info)-1] = byte(i)
+		if l.used {
+			l.mac.Reset()
+		}
+		l.used = true
+		l.mac.Write(prev)
+		l.mac.Write(info)
+		prev = l.mac.Sum(l.t[:0])
+		n += copy(out[n:], prev)
 	}
+	wipe(l.t[:])
 	return out
 }
 
@@ -89,7 +125,8 @@ func nextSecret(h crypto.Hash, prev, ikm []byte) []byte {
 
 // trafficKeys derives the AEAD key and IV from a traffic secret (7.3).
 func trafficKeys(s *cipherSuite, secret []byte) (key, iv []byte) {
-	return expandLabel(s.hash, secret, "key", nil, s.keyLen), expandLabel(s.hash, secret, "iv", nil, 12)
+	l := newLabeler(s.hash, secret)
+	return l.expand("key", nil, s.keyLen), l.expand("iv", nil, 12)
 }
 
 // nextTrafficSecret is application_traffic_secret_N+1 (7.2).

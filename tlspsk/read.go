@@ -9,21 +9,40 @@ import (
 // The read side: a buffered record reader, alerts, handshake message
 // reassembly and post-handshake messages.
 
-// fill makes at least n bytes available in c.in.buf[off:end].
+// fill makes at least n bytes available in c.in.buf[off:end]. After the
+// handshake a drained buffer goes back to the pool before the wait for
+// more bytes (see readIdle). The caller holds c.in and has used c.in.input.
 func (c *Conn) fill(n int) error {
 	in := &c.in
 	if in.end-in.off >= n {
 		return nil
 	}
+	if in.off == in.end && c.hsDone.Load() {
+		c.releaseReadBuf()
+		if ok, err := c.readIdle(); ok {
+			if in.end-in.off >= n {
+				return nil
+			}
+			if err != nil {
+				if err == io.EOF && in.end-in.off > 0 {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+	}
 	if n > len(in.buf) {
-		// Small while handshaking; full size with the first big record.
-		size := handshakeBufSize
+		// Small while handshaking, and for the wait with an empty buffer
+		// when readIdle cannot wait without one (so a connection parked
+		// in Read holds 4 KiB, not 72); big for a big record.
+		size := smallBufSize
 		if n > size {
 			size = readBufSize
 		}
-		buf := make([]byte, size)
-		in.end = copy(buf, in.buf[in.off:in.end])
-		in.buf, in.off = buf, 0
+		buf := getBuf(size)[:size]
+		m := copy(buf, in.buf[in.off:in.end])
+		c.releaseReadBuf()
+		in.buf, in.off, in.end = buf, 0, m
 	}
 	if in.off+n > len(in.buf) {
 		copy(in.buf, in.buf[in.off:in.end])
@@ -46,15 +65,52 @@ func (c *Conn) fill(n int) error {
 	return nil
 }
 
+// releaseReadBuf gives c.in.buf back to its pool. The caller holds c.in
+// and has no use for its bytes (c.in.input is empty).
+func (c *Conn) releaseReadBuf() {
+	in := &c.in
+	if in.buf != nil {
+		putBuf(in.buf)
+	}
+	in.buf, in.off, in.end, in.input = nil, 0, 0, nil
+}
+
+// releaseIfDrained gives the read buffer back once every byte in it is
+// used, after the handshake.
+func (c *Conn) releaseIfDrained() {
+	in := &c.in
+	if in.buf != nil && in.off == in.end && len(in.input) == 0 && c.hsDone.Load() {
+		c.releaseReadBuf()
+	}
+}
+
+// recordBuffered reports whether a whole record is in c.in.buf, so that
+// reading it makes no system call.
+func (c *Conn) recordBuffered() bool {
+	in := &c.in
+	avail := in.end - in.off
+	if avail < recordHeaderLen {
+		return false
+	}
+	n := int(in.buf[in.off+3])<<8 | int(in.buf[in.off+4])
+	return avail >= recordHeaderLen+n
+}
+
 // readRecord reads one record and dispatches it: application data to
 // c.in.input, handshake bytes to c.in.hs. Alerts become errors. The caller
 // holds c.in.
-func (c *Conn) readRecord() error {
+//
+// With block false it reads only records already whole in c.in.buf and
+// returns errNotBuffered (not sticky) when there is none.
+func (c *Conn) readRecord(block bool) error {
 	in := &c.in
 	if in.err != nil {
 		return in.err
 	}
 	for {
+		if !block && !c.recordBuffered() {
+			return errNotBuffered
+		}
 		err := c.readOneRecord()
 		if err == nil {
 			return nil
@@ -70,7 +126,10 @@ func (c *Conn) readRecord() error {
 	}
 }
 
-var errSkip = errors.New("skip")
+var (
+	errSkip        = errors.New("skip")
+	errNotBuffered = errors.New("no whole record buffered")
+)
 
 func (c *Conn) readOneRecord() error {
 	in := &c.in
@@ -92,6 +151,7 @@ func (c *Conn) readOneRecord() error {
 	if n > limit {
 		return alertf(alertRecordOverflow, "record too long")
 	}
+	in.big = recordHeaderLen+n > smallBufSize
 	if err := c.fill(recordHeaderLen + n); err != nil {
 		return err
 	}
@@ -202,7 +262,7 @@ func (c *Conn) readHandshakeMsg() ([]byte, error) {
 				return msg, nil
 			}
 		}
-		if err := c.readRecord(); err != nil {
+		if err := c.readRecord(true); err != nil {
 			return nil, err
 		}
 		if len(in.input) > 0 {
@@ -211,7 +271,9 @@ func (c *Conn) readHandshakeMsg() ([]byte, error) {
 	}
 }
 
-// Read reads application data.
+// Read reads application data: the plaintext of the next record, and of
+// every whole record after it that is already buffered, as far as b has
+// room.
 func (c *Conn) Read(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -219,24 +281,126 @@ func (c *Conn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	c.in.Lock()
-	defer c.in.Unlock()
-	for len(c.in.input) == 0 {
-		if err := c.readRecord(); err != nil {
-			c.alertForReadError(err)
+	in := &c.in
+	in.Lock()
+	defer in.Unlock()
+	for len(in.input) == 0 {
+		if err := c.nextRecord(true); err != nil {
 			return 0, err
 		}
-		if len(c.in.hs) > 0 {
-			if err := c.postHandshake(); err != nil {
-				c.in.err = err
-				c.alertForReadError(err)
-				return 0, err
-			}
+	}
+	n := 0
+	for {
+		m := copy(b[n:], in.input)
+		in.input = in.input[m:]
+		n += m
+		if n == len(b) {
+			break
+		}
+		// An error here is sticky and the next call returns it; it has
+		// already stopped writing and sent its alert.
+		if err := c.nextRecord(false); err != nil {
+			break
 		}
 	}
-	n := copy(b, c.in.input)
-	c.in.input = c.in.input[n:]
+	c.releaseIfDrained()
 	return n, nil
+}
+
+// nextRecord reads one record (application data goes to c.in.input) and
+// handles post-handshake messages. With block false only a record already
+// buffered is read. The caller holds c.in.
+func (c *Conn) nextRecord(block bool) error {
+	in := &c.in
+	if err := c.readRecord(block); err != nil {
+		if err != errNotBuffered {
+			c.alertForReadError(err)
+		}
+		return err
+	}
+	if len(in.hs) > 0 {
+		if err := c.postHandshake(); err != nil {
+			in.err = err
+			c.alertForReadError(err)
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteTo writes the application data to w until the peer closes
+// (close_notify, or EOF at a record boundary, gives a nil error) or an
+// error occurs; it implements io.WriterTo, so io.Copy from a *Conn needs no
+// buffer of its own. Records are decrypted in place in the read buffer and
+// their plaintext written from there: the plaintext of every whole record
+// already buffered goes out in one write (writev on a *net.TCPConn). Post-
+// handshake messages, alerts and deadlines are handled as by Read; an
+// error from w is returned as it is, and the plaintext w did not take
+// stays for the next Read or WriteTo.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	if err := c.Handshake(); err != nil {
+		return 0, err
+	}
+	in := &c.in
+	in.Lock()
+	defer in.Unlock()
+	var total int64
+	for {
+		for len(in.input) == 0 {
+			if err := c.nextRecord(true); err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				return total, err
+			}
+		}
+		// Gather the plaintext of the buffered records.
+		k := 0
+		for {
+			if len(in.input) > 0 {
+				in.vec[k], in.input = in.input, nil
+				k++
+			}
+			if k == len(in.vec) || c.nextRecord(false) != nil {
+				break
+			}
+		}
+		var n int64
+		var err error
+		if k == 1 {
+			var m int
+			m, err = w.Write(in.vec[0])
+			if m < len(in.vec[0]) {
+				in.input = in.vec[0][m:]
+				if err == nil {
+					err = io.ErrShortWrite
+				}
+			}
+			n = int64(m)
+		} else {
+			in.bufs = in.vec[:k]
+			n, err = in.bufs.WriteTo(w)
+			if len(in.bufs) > 0 {
+				// Keep what w did not take, moved together in place
+				// (every piece lies after the first in the buffer).
+				rest := in.bufs[0]
+				for _, p := range in.bufs[1:] {
+					rest = append(rest, p...)
+				}
+				in.input = rest
+				if err == nil {
+					err = io.ErrShortWrite
+				}
+			}
+			in.bufs = nil
+		}
+		clear(in.vec[:k])
+		total += n
+		if err != nil {
+			return total, err
+		}
+		c.releaseIfDrained()
+	}
 }
 
 // alertForReadError tells the peer why we stop reading, and stops writing

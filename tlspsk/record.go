@@ -9,7 +9,7 @@ import (
 // nonce of static IV XOR sequence number and the record header as
 // additional data. TLS 1.2 AEAD records (RFC 5288, 7905) differ in nonce
 // (explicit for AES-GCM) and additional data; halfConn.version selects the
-// construction in seal and open, where the TLS 1.2 branch will go.
+// construction in seal and open (TLS 1.2: record12.go).
 
 // Content types.
 const (
@@ -39,6 +39,7 @@ type halfConn struct {
 	aead    cipher.AEAD
 	iv      [12]byte
 	nonce   [12]byte
+	ad      [13]byte // TLS 1.2 additional data
 	seq     uint64
 	secret  []byte // current traffic secret (TLS 1.3), for KeyUpdate
 	limit   uint64 // records before we update our sending key (1.3) or stop (1.2)
@@ -132,6 +133,11 @@ func (hc *halfConn) open(rec []byte) (uint8, []byte, error) {
 		return 0, nil, alertf(alertBadRecordMAC, "record authentication failed")
 	}
 	hc.seq++
+	// Padding does not lift the size limit: the whole TLSInnerPlaintext
+	// (content, type, padding) is at most 2^14 + 1 bytes (RFC 8446 5.4).
+	if len(plain) > maxPlaintext+1 {
+		return 0, nil, alertf(alertRecordOverflow, "inner plaintext too long")
+	}
 	// Strip zero padding; the last non-zero byte is the real type.
 	i := len(plain) - 1
 	for i >= 0 && plain[i] == 0 {

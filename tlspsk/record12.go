@@ -30,8 +30,10 @@ func (hc *halfConn) setKeys12(s *cipherSuite, key, iv []byte) error {
 	return nil
 }
 
+// additionalData12 builds the additional data in hc.ad (a local array
+// would escape into the AEAD call: one allocation per record).
 func (hc *halfConn) additionalData12(typ uint8, n int) []byte {
-	var ad [13]byte
+	ad := &hc.ad
 	binary.BigEndian.PutUint64(ad[:8], hc.seq)
 	ad[8], ad[9], ad[10] = typ, 3, 3
 	binary.BigEndian.PutUint16(ad[11:], uint16(n))

@@ -8,28 +8,68 @@ import "errors"
 // maxPlaintext bytes. The caller holds c.out.
 func (c *Conn) writeRecordLocked(typ uint8, data []byte) error {
 	out := &c.out
-	if need := recordHeaderLen + explicitNonceLen + len(data) + 1 + aeadTagLen; len(out.buf) < need {
-		size := recordHeaderLen + explicitNonceLen + maxPlaintext + 1 + aeadTagLen
-		if need <= handshakeBufSize {
-			size = handshakeBufSize
-		}
-		out.buf = make([]byte, size)
-	}
-	var rec []byte
-	if typ == recordChangeCipherSpec {
-		rec = append(out.buf[:0], recordChangeCipherSpec, 3, 3, 0, 1, 1)
-	} else {
-		rec = out.hc.seal(out.buf, typ, data)
-	}
+	need := sealedLen(len(data))
 	if out.buffering {
-		out.pending = append(out.pending, rec...)
+		// Seal straight into the flight buffer.
+		if cap(out.pending)-len(out.pending) < need {
+			grown := getBuf(2*len(out.pending) + need)
+			grown = append(grown[:0], out.pending...)
+			c.releasePendingLocked()
+			out.pending = grown
+		}
+		rec := c.sealRecord(out.pending[len(out.pending):cap(out.pending)], typ, data)
+		out.pending = out.pending[:len(out.pending)+len(rec)]
 		return nil
 	}
-	if _, err := c.conn.Write(rec); err != nil {
+	held := out.buf != nil
+	rec := c.sealRecord(c.sealBufLocked(need), typ, data)
+	_, err := c.conn.Write(rec)
+	if !held {
+		c.releaseWriteBufLocked()
+	}
+	if err != nil {
 		out.err = err
 		return err
 	}
 	return nil
+}
+
+func (c *Conn) sealRecord(buf []byte, typ uint8, data []byte) []byte {
+	if typ == recordChangeCipherSpec {
+		return append(buf[:0], recordChangeCipherSpec, 3, 3, 0, 1, 1)
+	}
+	return c.out.hc.seal(buf, typ, data)
+}
+
+// sealBufLocked returns c.out.buf, taken from a pool or replaced by a
+// bigger one if it has less than need bytes.
+func (c *Conn) sealBufLocked(need int) []byte {
+	out := &c.out
+	if len(out.buf) < need {
+		c.releaseWriteBufLocked()
+		out.buf = getBuf(need)
+	}
+	return out.buf
+}
+
+// releaseWriteBufLocked gives the seal buffer (ciphertext only: sealing
+// is in place) back to its pool.
+func (c *Conn) releaseWriteBufLocked() {
+	if c.out.buf != nil {
+		putBuf(c.out.buf)
+		c.out.buf = nil
+	}
+}
+
+// releasePendingLocked gives the flight buffer back, cleared: it held
+// handshake messages.
+func (c *Conn) releasePendingLocked() {
+	if c.out.pending != nil {
+		b := c.out.pending[:cap(c.out.pending)]
+		clear(b)
+		putBuf(b)
+		c.out.pending = nil
+	}
 }
 
 func (c *Conn) flushLocked() error {
@@ -38,7 +78,7 @@ func (c *Conn) flushLocked() error {
 		return nil
 	}
 	_, err := c.conn.Write(out.pending)
-	out.pending = out.pending[:0]
+	c.releasePendingLocked()
 	if err != nil {
 		out.err = err
 	}
@@ -92,7 +132,8 @@ func (c *Conn) sendKeyUpdateLocked(requestPeer bool) error {
 
 var errTLS12Limit = errors.New("tlspsk: TLS 1.2 AES-GCM key used for 2^24 records, which cannot be updated: reconnect")
 
-// Write writes application data in records of up to 16 KiB.
+// Write writes application data in records of up to 16 KiB, sealing up to
+// writeBatch records into one buffer for each write(2).
 func (c *Conn) Write(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
@@ -102,10 +143,12 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.out.err != nil {
 		return 0, c.out.err
 	}
+	defer c.releaseWriteBufLocked()
+	hc := &c.out.hc
 	n := 0
 	for len(b) > 0 {
-		if c.out.hc.seq >= c.out.hc.limit {
-			if c.out.hc.version == VersionTLS12 {
+		if hc.seq >= hc.limit {
+			if hc.version == VersionTLS12 {
 				c.out.err = errTLS12Limit
 				return n, c.out.err
 			}
@@ -113,12 +156,33 @@ func (c *Conn) Write(b []byte) (int, error) {
 				return n, err
 			}
 		}
-		m := min(len(b), maxPlaintext)
-		if err := c.writeRecordLocked(recordApplicationData, b[:m]); err != nil {
+		// Records in this batch: as many as b needs, up to writeBatch,
+		// and none past the key's limit.
+		recs := min((len(b)+maxPlaintext-1)/maxPlaintext, writeBatch)
+		if left := hc.limit - hc.seq; left < uint64(recs) {
+			recs = int(left)
+		}
+		size := min(len(b), recs*maxPlaintext)
+		buf := c.sealBufLocked((recs-1)*maxSealedLen + sealedLen(size-(recs-1)*maxPlaintext))
+		var ends [writeBatch]int // where each sealed record ends in buf
+		off := 0
+		for i := 0; i < recs; i++ {
+			m := min(len(b)-i*maxPlaintext, maxPlaintext)
+			p := b[i*maxPlaintext : i*maxPlaintext+m]
+			off += len(hc.seal(buf[off:], recordApplicationData, p))
+			ends[i] = off
+		}
+		w, err := c.conn.Write(buf[:off])
+		if err != nil {
+			c.out.err = err
+			// Count the records that went out whole.
+			for i := 0; i < recs && ends[i] <= w; i++ {
+				n += min(len(b)-i*maxPlaintext, maxPlaintext)
+			}
 			return n, err
 		}
-		n += m
-		b = b[m:]
+		n += size
+		b = b[size:]
 	}
 	return n, nil
 }

@@ -81,6 +81,9 @@ type TLSConfig struct {
 	MinVersion   string   `yaml:"min_version"`
 	MaxVersion   string   `yaml:"max_version"`
 	CipherSuites []string `yaml:"cipher_suites"`
+	// Groups are the key exchange groups in preference order (nil: tlspsk's
+	// X25519MLKEM768, X25519, P-256).
+	Groups       []string `yaml:"groups"`
 	IdentityHint string   `yaml:"identity_hint"`
 	PSKHash      string   `yaml:"psk_hash"`
 	AllowPSKOnly bool     `yaml:"allow_psk_only"`

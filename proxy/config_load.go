@@ -174,6 +174,8 @@ var routeFields = []field{
 		set: func(_ *Config, r *Route, v string) error { r.TLS.MaxVersion = v; return nil }},
 	{flag: "tls-cipher-suites", key: "tls.cipher_suites", usage: "comma-separated TLS suites, OpenSSL or IANA names (default: tlspsk's)",
 		set: func(_ *Config, r *Route, v string) error { r.TLS.CipherSuites = parseList(v); return nil }},
+	{flag: "tls-groups", key: "tls.groups", usage: "comma-separated key exchange groups in preference order: X25519MLKEM768, X25519, P-256 (default X25519MLKEM768,X25519,P-256)",
+		set: func(_ *Config, r *Route, v string) error { r.TLS.Groups = parseList(v); return nil }},
 	{flag: "tls-identity-hint", key: "tls.identity_hint", usage: "TLS 1.2 PSK identity hint a server sends",
 		set: func(_ *Config, r *Route, v string) error { r.TLS.IdentityHint = v; return nil }},
 	{flag: "tls-psk-hash", key: "tls.psk_hash", usage: "hash a TLS 1.3 PSK is tied to: sha256 or sha384 (default sha256)",

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // copyBufSize is the size of the pooled copy buffers.
@@ -16,7 +18,29 @@ const copyBufSize = 32 << 10
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
+// bufsOut counts the copy buffers taken from bufPool and not yet given
+// back. A tunnel that is idle should hold none (tests check this).
+var bufsOut atomic.Int64
+
+func getBuf() *[]byte {
+	bufsOut.Add(1)
+	return bufPool.Get().(*[]byte)
+}
+
+func putBuf(bp *[]byte) {
+	bufsOut.Add(-1)
+	bufPool.Put(bp)
+}
+
 type closeWriter interface{ CloseWrite() error }
+
+// recordWriterTo is the part of *tlspsk.Conn that writes decrypted
+// records to w from the connection's own buffer, so the copy needs no
+// buffer of ours and holds none while the peer is quiet. It returns nil at
+// a clean end (close_notify or EOF).
+type recordWriterTo interface {
+	WriteTo(w io.Writer) (int64, error)
+}
 
 // pipe carries bytes both ways between a (the listener side) and b (the
 // destination side), one goroutine per direction, until both directions
@@ -49,9 +73,35 @@ func pipe(a, b net.Conn, idle time.Duration, fwd, rev prometheus.Counter) {
 }
 
 // copyHalf copies src to dst; on EOF it half-closes dst and returns nil.
+// It reads src in a way that holds no buffer while src is quiet: a TLS
+// source writes its records itself (WriteTo), a socket is read only once
+// the poller says it is readable (copyReady); anything else goes through
+// a pooled buffer. Each of these returns nil at the end of src.
 func copyHalf(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64) error {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
+	var err error
+	if tc, ok := src.(*tlspsk.Conn); ok {
+		if wt, ok := any(tc).(recordWriterTo); ok {
+			_, err = wt.WriteTo(&countingWriter{w: dst, ctr: ctr, last: last})
+		} else {
+			err = copyBuffered(dst, src, ctr, last)
+		}
+	} else if done, rerr := copyReady(dst, src, ctr, last); done {
+		err = rerr
+	} else {
+		err = copyBuffered(dst, src, ctr, last)
+	}
+	if err != nil {
+		return err
+	}
+	halfClose(dst)
+	return nil
+}
+
+// copyBuffered copies src to dst through a pooled buffer, which it holds
+// until src ends. It returns nil at the end of src.
+func copyBuffered(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64) error {
+	bp := getBuf()
+	defer putBuf(bp)
 	buf := *bp
 	for {
 		n, rerr := src.Read(buf)
@@ -64,15 +114,52 @@ func copyHalf(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64) err
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
-				if cw, ok := dst.(closeWriter); ok {
-					if cw.CloseWrite() == nil {
-						return nil
-					}
-				}
-				dst.Close()
 				return nil
 			}
 			return rerr
 		}
 	}
+}
+
+// halfClose passes an EOF on: CloseWrite where dst has it, else Close.
+func halfClose(dst net.Conn) {
+	if cw, ok := dst.(closeWriter); ok {
+		if cw.CloseWrite() == nil {
+			return
+		}
+	}
+	dst.Close()
+}
+
+// countingWriter is the destination of a WriteTo: it counts the bytes
+// written and marks the tunnel active, as copyBuffered does after a Read.
+type countingWriter struct {
+	w    io.Writer
+	ctr  prometheus.Counter
+	last *atomic.Int64
+}
+
+// WriteBuffers writes v as one gathered write when the destination is a
+// socket (writev), counting what was written. It is for a WriterTo that
+// holds several records' plaintext at once: through a plain io.Writer,
+// net.Buffers falls back to one write per piece.
+func (cw *countingWriter) WriteBuffers(v *net.Buffers) (int64, error) {
+	cw.last.Store(time.Now().UnixNano())
+	n, err := v.WriteTo(cw.w)
+	if err == nil {
+		cw.ctr.Add(float64(n))
+	}
+	return n, err
+}
+
+func (cw *countingWriter) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	cw.last.Store(time.Now().UnixNano())
+	n, err := cw.w.Write(p)
+	if err == nil {
+		cw.ctr.Add(float64(n))
+	}
+	return n, err
 }

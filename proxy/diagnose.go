@@ -34,7 +34,7 @@ func explain(reason string, mode Mode, identity string) string {
 	case reasonWrongKey:
 		return "the peer's PSK differs from ours for this identity: check that both sides use the same key"
 	case reasonNoShared:
-		return "no shared protocol version or cipher suite: compare tls/dtls versions and cipher_suites on both sides"
+		return "no shared protocol version, cipher suite or key exchange group: compare tls/dtls versions, cipher_suites and tls.groups on both sides"
 	case reasonTimeout:
 		return "the handshake did not finish in time: the peer is slow, unreachable, or (DTLS) silently dropping our records"
 	case reasonPeerClosed:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/mcbn/mcbn/tlspsk"
@@ -78,13 +79,33 @@ func (t *tcpRoute) serve() {
 				t.active.Add(-1)
 				t.track.done(c)
 			}()
-			if t.mode == ModeServer {
-				t.handleServer(c)
-			} else {
-				t.handleClient(c)
+			if a, b := t.establish(c); a != nil {
+				t.tunnel(a, b)
 			}
 		}()
 	}
+}
+
+// establish runs the handshake and the dial for the connection c on a
+// goroutine of their own and returns the two ends of the tunnel (nil when
+// it failed, c then closed). The handshake needs a deep stack, which a
+// goroutine keeps until a GC shrinks it; ending that goroutine before the
+// tunnel starts leaves the goroutine that copies for the tunnel's lifetime
+// with a small one.
+func (t *tcpRoute) establish(c net.Conn) (a, b net.Conn) {
+	type ends struct{ a, b net.Conn }
+	ch := make(chan ends, 1)
+	go func() {
+		var e ends
+		if t.mode == ModeServer {
+			e.a, e.b = t.handleServer(c)
+		} else {
+			e.a, e.b = t.handleClient(c)
+		}
+		ch <- e
+	}()
+	e := <-ch
+	return e.a, e.b
 }
 
 // countingConn counts bytes read, to tell a port probe (connect, then
@@ -102,13 +123,26 @@ func (c *countingConn) CloseWrite() error {
 	return nil
 }
 
+// SyscallConn exposes the socket, so that tlspsk can wait for the next
+// record in the poller without holding a read buffer. Bytes read that way
+// are not counted; the count is only for the handshake, and the handshake
+// reads through Read.
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.New("proxy: the connection has no descriptor")
+}
+
 func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.n.Add(int64(n))
 	return n, err
 }
 
-func (t *tcpRoute) handleServer(raw net.Conn) {
+// handleServer makes a tunnel's ends on a server proxy: the TLS handshake
+// on raw, then the backend connection.
+func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 	peer := raw.RemoteAddr().String()
 	cc := &countingConn{Conn: raw}
 	cfg := t.tmpl.Clone()
@@ -130,7 +164,7 @@ func (t *tcpRoute) handleServer(raw net.Conn) {
 		id, _ := offered.Load().(string)
 		t.handshakeFailed(err, peer, id, cc.n.Load() == 0, start)
 		tc.Close()
-		return
+		return nil, nil
 	}
 	st := tc.ConnectionState()
 	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
@@ -141,20 +175,22 @@ func (t *tcpRoute) handleServer(raw net.Conn) {
 		t.log.Warn("backend unreachable: closing the tunnel", "peer", peer, "connect", t.cfg.Connect, "err", err)
 		t.met.dialFailures.Inc()
 		tc.Close()
-		return
+		return nil, nil
 	}
 	t.log.Debug("tunnel open", "peer", peer, "identity", st.PSKIdentity, "version", tlsVersionName(st.Version),
-		"suite", tlspsk.CipherSuiteName(st.CipherSuite))
-	t.tunnel(tc, backend)
+		"suite", tlspsk.CipherSuiteName(st.CipherSuite), "group", st.Group.String())
+	return tc, backend
 }
 
-func (t *tcpRoute) handleClient(local net.Conn) {
+// handleClient makes a tunnel's ends on a client proxy: a connection to
+// the server proxy and the TLS handshake on it.
+func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	peer := local.RemoteAddr().String()
 	key, err := t.src.Key(t.identity)
 	if err != nil {
 		t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", t.identity, "err", err)
 		local.Close()
-		return
+		return nil, nil
 	}
 	cfg := t.tmpl.Clone()
 	cfg.Identity, cfg.Key = t.identity, key
@@ -166,7 +202,7 @@ func (t *tcpRoute) handleClient(local net.Conn) {
 		t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
 		t.met.dialFailures.Inc()
 		local.Close()
-		return
+		return nil, nil
 	}
 	tc := tlspsk.Client(raw, cfg)
 	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
@@ -177,11 +213,12 @@ func (t *tcpRoute) handleClient(local net.Conn) {
 		t.handshakeFailed(err, t.cfg.Connect, t.identity, false, start)
 		tc.Close()
 		local.Close()
-		return
+		return nil, nil
 	}
 	st := tc.ConnectionState()
-	t.log.Debug("tunnel open", "peer", peer, "version", tlsVersionName(st.Version), "suite", tlspsk.CipherSuiteName(st.CipherSuite))
-	t.tunnel(local, tc)
+	t.log.Debug("tunnel open", "peer", peer, "version", tlsVersionName(st.Version), "suite", tlspsk.CipherSuiteName(st.CipherSuite),
+		"group", st.Group.String())
+	return local, tc
 }
 
 // tunnel carries a (listener side) and b (destination side) to the end.

@@ -18,7 +18,7 @@ const proxyUsage = `mcbn proxy runs the sidecars. A client proxy sits next to th
 takes plain TCP or UDP on localhost; a server proxy sits next to the server
 app. Between them traffic crosses the network over TLS-PSK (TCP) or DTLS-PSK
 (UDP) with a pre-shared key from a file, the environment, a stunnel PSKsecrets
-file, or (with the consent issue) gathered from shareholders.
+file, or gathered from shareholders who consent (source: shares).
 
 Example, a TCP tunnel with a key from a file (the same file on both sides):
 

@@ -146,9 +146,7 @@ type countingWriter struct {
 func (cw *countingWriter) WriteBuffers(v *net.Buffers) (int64, error) {
 	cw.last.Store(time.Now().UnixNano())
 	n, err := v.WriteTo(cw.w)
-	if err == nil {
-		cw.ctr.Add(float64(n))
-	}
+	cw.ctr.Add(float64(n)) // what reached the destination, also on error
 	return n, err
 }
 
@@ -158,8 +156,6 @@ func (cw *countingWriter) Write(p []byte) (int, error) {
 	}
 	cw.last.Store(time.Now().UnixNano())
 	n, err := cw.w.Write(p)
-	if err == nil {
-		cw.ctr.Add(float64(n))
-	}
+	cw.ctr.Add(float64(n))
 	return n, err
 }

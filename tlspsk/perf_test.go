@@ -776,3 +776,44 @@ func TestLabelerMatchesHKDF(t *testing.T) {
 		}
 	}
 }
+
+// buffersRecorder is a BuffersWriter that hashes what it is given and
+// counts the gathered writes.
+type buffersRecorder struct {
+	*hashWriter
+	gathered int
+}
+
+func (b *buffersRecorder) WriteBuffers(v *net.Buffers) (int64, error) {
+	b.gathered++
+	var n int64
+	for _, p := range *v {
+		m, _ := b.Write(p)
+		n += int64(m)
+	}
+	*v = nil
+	return n, nil
+}
+
+// WriteTo gives a BuffersWriter the plaintext of several buffered records
+// in one WriteBuffers call, so a counting wrapper around a socket still
+// gets one writev per batch.
+func TestWriteToUsesBuffersWriter(t *testing.T) {
+	c, s := connected(t, &Config{Key: testKey}, &Config{Key: testKey})
+	data := randomBytes(8 * writeBatch * maxPlaintext)
+	go func() {
+		c.Write(data)
+		c.CloseWrite()
+	}()
+	time.Sleep(50 * time.Millisecond) // let several records arrive before WriteTo reads
+	w := &buffersRecorder{hashWriter: newHashWriter()}
+	if n, err := s.WriteTo(w); err != nil || n != int64(len(data)) {
+		t.Fatalf("WriteTo: %d of %d bytes, %v", n, len(data), err)
+	}
+	if w.sum() != sha256.Sum256(data) {
+		t.Fatal("data differs")
+	}
+	if w.gathered == 0 {
+		t.Fatal("several records were buffered, but WriteBuffers was never called")
+	}
+}

@@ -328,6 +328,15 @@ func (c *Conn) nextRecord(block bool) error {
 	return nil
 }
 
+// BuffersWriter is an io.Writer that can also take several buffers in one
+// call, consuming from v what it wrote, as net.Buffers.WriteTo does. WriteTo
+// uses it so that a wrapper around a socket (one that counts bytes, say)
+// still gets the plaintext of several records as one writev.
+type BuffersWriter interface {
+	io.Writer
+	WriteBuffers(v *net.Buffers) (int64, error)
+}
+
 // WriteTo writes the application data to w until the peer closes
 // (close_notify, or EOF at a record boundary, gives a nil error) or an
 // error occurs; it implements io.WriterTo, so io.Copy from a *Conn needs no
@@ -379,7 +388,11 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 			n = int64(m)
 		} else {
 			in.bufs = in.vec[:k]
-			n, err = in.bufs.WriteTo(w)
+			if bw, ok := w.(BuffersWriter); ok {
+				n, err = bw.WriteBuffers(&in.bufs)
+			} else {
+				n, err = in.bufs.WriteTo(w)
+			}
 			if len(in.bufs) > 0 {
 				// Keep what w did not take, moved together in place
 				// (every piece lies after the first in the buffer).

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -138,6 +139,9 @@ func startEchoAndRelays(e *env, kinds []string, o tcpOptions) (*tcpEcho, map[str
 }
 
 func runConn(e *env, o options, res *Results) error {
+	if slices.Contains(o.kinds, kindMcbn) {
+		o.kinds = append(slices.Clone(o.kinds), kindMcbnX25519)
+	}
 	_, relays, cleanup, err := startEchoAndRelays(e, o.kinds, tcpOptions{})
 	if err != nil {
 		return err
@@ -173,6 +177,8 @@ func runConn(e *env, o options, res *Results) error {
 	}
 	res.addRatio("conn", "ratio mcbn/stunnel: connections/s", kindMcbn+": connections/s", kindStunnel+": connections/s")
 	res.addRatio("conn", "ratio mcbn/stunnel: time to first byte p50", kindMcbn+": time to first byte p50", kindStunnel+": time to first byte p50")
+	res.addRatio("conn", "ratio mcbn-x25519/stunnel: connections/s", kindMcbnX25519+": connections/s", kindStunnel+": connections/s")
+	res.addRatio("conn", "ratio mcbn-x25519/stunnel: time to first byte p50", kindMcbnX25519+": time to first byte p50", kindStunnel+": time to first byte p50")
 	return nil
 }
 

@@ -40,7 +40,8 @@ func (r *Results) judge() {
 	}
 	cmp("TCP throughput, 1 stream >= stunnel", "bulk", "mcbn, 1 stream", "stunnel, 1 stream", true, "Gbit/s")
 	cmp("TCP throughput, 4 streams >= stunnel", "bulk", "mcbn, 4 streams", "stunnel, 4 streams", true, "Gbit/s")
-	cmp("new connections/s >= stunnel", "conn", "mcbn: connections/s", "stunnel: connections/s", true, "conn/s")
+	cmp("new connections/s >= stunnel (mcbn default: X25519MLKEM768)", "conn", "mcbn: connections/s", "stunnel: connections/s", true, "conn/s")
+	cmp("new connections/s >= stunnel (both X25519)", "conn", "mcbn-x25519: connections/s", "stunnel: connections/s", true, "conn/s")
 	cmp("p50 latency added to direct (64 B RTT) <= stunnel", "rtt", "mcbn: p50 added to direct", "stunnel: p50 added to direct", false, "µs")
 
 	for _, f := range r.Figures {

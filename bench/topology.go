@@ -15,6 +15,11 @@ const (
 	kindSocat   = "socat"
 	kindStunnel = "stunnel"
 	kindMcbn    = "mcbn"
+	// kindMcbnX25519 is the mcbn pair with --tls-groups X25519, the key
+	// exchange stunnel (OpenSSL 3.0) negotiates; the default pair
+	// negotiates X25519MLKEM768, which costs more per tunnel and buys
+	// post-quantum forward secrecy. The conn section measures both.
+	kindMcbnX25519 = "mcbn-x25519"
 )
 
 // relay is one running pair.
@@ -41,7 +46,8 @@ func (r *relay) sides() map[string]*proc {
 
 // tcpOptions tunes a pair for a section (limits only; never the crypto).
 type tcpOptions struct {
-	maxConns int // mcbn --max-connections; 0 keeps the default
+	maxConns int    // mcbn --max-connections; 0 keeps the default
+	groups   string // mcbn --tls-groups; "" keeps the default
 }
 
 // startTCP starts a TCP relay pair of kind in front of backend.
@@ -55,6 +61,13 @@ func (e *env) startTCP(kind, backend string, o tcpOptions) (*relay, error) {
 		return e.startStunnel(backend)
 	case kindMcbn:
 		return e.startMcbn("tcp", backend, o)
+	case kindMcbnX25519:
+		o.groups = "X25519"
+		r, err := e.startMcbn("tcp", backend, o)
+		if r != nil {
+			r.kind = kindMcbnX25519
+		}
+		return r, err
 	}
 	return nil, fmt.Errorf("unknown relay %q", kind)
 }
@@ -157,6 +170,9 @@ func (e *env) startMcbn(transport, backend string, o tcpOptions) (*relay, error)
 		common = append(common, "--tls-min-version", "1.3", "--tls-cipher-suites", "TLS_AES_128_GCM_SHA256")
 		if o.maxConns > 0 {
 			common = append(common, "--max-connections", strconv.Itoa(o.maxConns))
+		}
+		if o.groups != "" {
+			common = append(common, "--tls-groups", o.groups)
 		}
 	}
 	srvArgs := append([]string{"proxy", "server", "--listen", listen + "://" + loop(ports[1]),

@@ -121,7 +121,11 @@ func (p *Proxy) Start() error {
 			return fmt.Errorf("admin: listen %s: %w", a, err)
 		}
 		p.adminLn = ln
-		p.admin = &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
+		// Bounded in every phase, so a slow or idle client cannot pin admin
+		// connections; the handlers answer at once.
+		p.admin = &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
+			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()

@@ -67,6 +67,8 @@ func TestInteropFailuresOurServer(t *testing.T) {
 			addr, accepted := listenOurs(t, cfg)
 			host, port, _ := splitHostPort(addr)
 			p := startPeer(t, bin, tc.args(addr, host, port)...)
+			// The peer tries to send data; the proof that none crosses is
+			// that our Read fails with nothing read.
 			p.stdin.Write([]byte("must not arrive\n"))
 			c := <-accepted
 			buf := make([]byte, 100)
@@ -83,9 +85,6 @@ func TestInteropFailuresOurServer(t *testing.T) {
 			t.Logf("ours: %v\npeer (%v): %s", err, perr, tail([]byte(out)))
 			if perr == nil && tc.peer == "openssl" {
 				t.Errorf("peer exited 0")
-			}
-			if strings.Contains(out, "must not arrive") {
-				t.Error("application data crossed")
 			}
 			if !strings.Contains(strings.ToLower(out), strings.ToLower(tc.wantPeerError)) {
 				t.Errorf("peer output lacks %q", tc.wantPeerError)

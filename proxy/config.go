@@ -87,6 +87,9 @@ type TLSConfig struct {
 	IdentityHint string   `yaml:"identity_hint"`
 	PSKHash      string   `yaml:"psk_hash"`
 	AllowPSKOnly bool     `yaml:"allow_psk_only"`
+	// RequireForwardSecrecy refuses the TLS 1.2 plain PSK suites, which a
+	// server otherwise accepts from a client that offers nothing better.
+	RequireForwardSecrecy bool `yaml:"require_forward_secrecy"`
 }
 
 // DTLSConfig tunes UDP routes (pion/dtls).

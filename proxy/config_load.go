@@ -186,6 +186,12 @@ var routeFields = []field{
 			r.TLS.AllowPSKOnly = b
 			return err
 		}},
+	{flag: "tls-require-forward-secrecy", key: "tls.require_forward_secrecy", bool: true, usage: "refuse TLS 1.2 plain PSK suites (no forward secrecy) even from peers that offer nothing else",
+		set: func(_ *Config, r *Route, v string) error {
+			b, err := strconv.ParseBool(v)
+			r.TLS.RequireForwardSecrecy = b
+			return err
+		}},
 	{flag: "dtls-cipher-suites", key: "dtls.cipher_suites", usage: "comma-separated DTLS suites (default ECDHE-PSK-CHACHA20-POLY1305,PSK-AES128-GCM-SHA256,PSK-AES128-CCM8,PSK-AES128-CCM)",
 		set: func(_ *Config, r *Route, v string) error { r.DTLS.CipherSuites = parseList(v); return nil }},
 	{flag: "dtls-connection-id", key: "dtls.connection_id", bool: true, usage: "use DTLS connection IDs, RFC 9146 (default true)",

@@ -12,7 +12,10 @@ import (
 // tlsSettings turns a route's tls block into a tlspsk.Config template
 // (without identity or key, which come from the source per tunnel).
 func tlsSettings(r *Route) (*tlspsk.Config, error) {
-	c := &tlspsk.Config{IdentityHint: r.TLS.IdentityHint, AllowPSKOnly: r.TLS.AllowPSKOnly}
+	c := &tlspsk.Config{IdentityHint: r.TLS.IdentityHint, AllowPSKOnly: r.TLS.AllowPSKOnly, RequireForwardSecrecy: r.TLS.RequireForwardSecrecy}
+	if c.AllowPSKOnly && c.RequireForwardSecrecy {
+		return nil, fmt.Errorf("allow_psk_only and require_forward_secrecy exclude each other")
+	}
 	var err error
 	if c.MinVersion, err = tlsVersion(r.TLS.MinVersion); err != nil {
 		return nil, fmt.Errorf("min_version: %v", err)

@@ -262,3 +262,25 @@ func TestTLS12OpenSSLClientToDefaultServer(t *testing.T) {
 		t.Fatalf("server stderr: %s", serr.String())
 	}
 }
+
+// Every TLS 1.2 suite by its OpenSSL name, chosen on both sides: a server
+// held to one suite with --tls1_2 --cipher, and a client asking for it.
+func TestTLS12EverySuiteBothSides(t *testing.T) {
+	msg := strings.Repeat("every suite\n", 2000)
+	for _, suite := range []string{"PSK-AES128-GCM-SHA256", "PSK-AES256-GCM-SHA384", "PSK-CHACHA20-POLY1305", "ECDHE-PSK-CHACHA20-POLY1305"} {
+		addr, _, stop := startTLSEcho(t, "--psk", tlsTestKey, "--tls1_2", "--cipher", suite)
+		code, out, errs := runTLSClientCmd(t, msg, "--psk", tlsTestKey, "--tls1_2", "--cipher", suite, addr)
+		if code != 0 || out != msg || !strings.Contains(errs, "TLSv1.2, "+suite) {
+			t.Errorf("%s: exit %d, %d bytes back; stderr: %s", suite, code, len(out), errs)
+		}
+		// A client that wants another suite meets no shared suite.
+		other := "PSK-AES128-GCM-SHA256"
+		if suite == other {
+			other = "PSK-CHACHA20-POLY1305"
+		}
+		if code, _, errs := runTLSClientCmd(t, "x", "--psk", tlsTestKey, "--tls1_2", "--cipher", other, addr); code != 1 || !strings.Contains(errs, "no_shared_parameters") {
+			t.Errorf("%s server, %s client: exit %d, stderr %s", suite, other, code, errs)
+		}
+		stop()
+	}
+}

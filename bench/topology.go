@@ -79,19 +79,33 @@ func (e *env) startSocat(backend string) (*relay, error) {
 		return nil, err
 	}
 	r := &relay{kind: kindSocat, addr: loop(ports[0])}
-	srv, err := startProc("socat server side", "socat",
-		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[1]), "TCP:"+backend)
+	return r.start(loop(ports[1]),
+		command{"socat server side", "socat", []string{fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[1]), "TCP:" + backend}},
+		command{"socat client side", "socat", []string{fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[0]), "TCP:" + loop(ports[1])}})
+}
+
+// command is a process to start: a name for the logs, the binary, its
+// arguments.
+type command struct {
+	name, bin string
+	args      []string
+}
+
+// start runs the server side, then the client side, of a relay pair that
+// needs no readiness check beyond its TCP listeners: srvAddr for the server
+// side, r.addr for the client side.
+func (r *relay) start(srvAddr string, srvCmd, cliCmd command) (*relay, error) {
+	srv, err := startProc(srvCmd.name, srvCmd.bin, srvCmd.args...)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := startProc("socat client side", "socat",
-		fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[0]), "TCP:"+loop(ports[1]))
+	cli, err := startProc(cliCmd.name, cliCmd.bin, cliCmd.args...)
 	if err != nil {
 		srv.stop()
 		return nil, err
 	}
 	r.procs = []*proc{cli, srv}
-	if err := waitTCP(loop(ports[1]), 10*time.Second, srv); err != nil {
+	if err := waitTCP(srvAddr, 10*time.Second, srv); err != nil {
 		r.stop()
 		return nil, err
 	}
@@ -128,25 +142,7 @@ func (e *env) startStunnel(backend string) (*relay, error) {
 	if err := os.WriteFile(cconf, []byte(fmt.Sprintf(stunnelConf, "client = yes\n", r.addr, loop(ports[1]), e.secrets)), 0o600); err != nil {
 		return nil, err
 	}
-	srv, err := startProc("stunnel server", "stunnel", sconf)
-	if err != nil {
-		return nil, err
-	}
-	cli, err := startProc("stunnel client", "stunnel", cconf)
-	if err != nil {
-		srv.stop()
-		return nil, err
-	}
-	r.procs = []*proc{cli, srv}
-	if err := waitTCP(loop(ports[1]), 10*time.Second, srv); err != nil {
-		r.stop()
-		return nil, err
-	}
-	if err := waitTCP(r.addr, 10*time.Second, cli); err != nil {
-		r.stop()
-		return nil, err
-	}
-	return r, nil
+	return r.start(loop(ports[1]), command{"stunnel server", "stunnel", []string{sconf}}, command{"stunnel client", "stunnel", []string{cconf}})
 }
 
 // startMcbn: mcbn proxy client -> mcbn proxy server -> backend. transport

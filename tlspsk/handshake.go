@@ -127,3 +127,16 @@ func (c *Conn) logKey(label string, clientRandom, secret []byte) {
 	keyLogMu.Unlock()
 	wipe(line)
 }
+
+// readExpected reads the peer's next handshake message, which must be of
+// type typ; what names it in the unexpected_message alert otherwise.
+func (c *Conn) readExpected(typ uint8, what string) ([]byte, error) {
+	msg, err := c.readHandshakeMsg()
+	if err != nil {
+		return nil, err
+	}
+	if msg[0] != typ {
+		return nil, alertf(alertUnexpectedMessage, "expected "+what)
+	}
+	return msg, nil
+}

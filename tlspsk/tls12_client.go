@@ -57,12 +57,9 @@ func (hs *client12) runAlone() error {
 	if err := c.flushLocked(); err != nil {
 		return err
 	}
-	msg, err := c.readHandshakeMsg()
+	msg, err := c.readExpected(typeServerHello, "ServerHello")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeServerHello {
-		return alertf(alertUnexpectedMessage, "expected ServerHello")
 	}
 	sh, err := parseServerHello(msg)
 	if err != nil {

@@ -107,12 +107,9 @@ func (hs *server12) run() error {
 		return err
 	}
 
-	msg, err := c.readHandshakeMsg()
+	msg, err := c.readExpected(typeClientKeyExchange, "ClientKeyExchange")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeClientKeyExchange {
-		return alertf(alertUnexpectedMessage, "expected ClientKeyExchange")
 	}
 	cke, err := parseClientKeyExchange12(msg, suite.ecdhe)
 	if err != nil {

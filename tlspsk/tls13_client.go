@@ -301,12 +301,9 @@ func (hs *client13) finish(sh *serverHello) error {
 		return err
 	}
 
-	msg, err := c.readHandshakeMsg()
+	msg, err := c.readExpected(typeEncryptedExtensions, "EncryptedExtensions")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeEncryptedExtensions {
-		return alertf(alertUnexpectedMessage, "expected EncryptedExtensions")
 	}
 	exts, err := parseEncryptedExtensions(msg)
 	if err != nil {
@@ -320,12 +317,9 @@ func (hs *client13) finish(sh *serverHello) error {
 	}
 	hs.transcript = append(hs.transcript, msg...)
 
-	msg, err = c.readHandshakeMsg()
+	msg, err = c.readExpected(typeFinished, "server Finished (a certificate is not acceptable in PSK mode)")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeFinished {
-		return alertf(alertUnexpectedMessage, "expected server Finished (a certificate is not acceptable in PSK mode)")
 	}
 	got, err := parseFinished(msg, h.Size())
 	if err != nil {

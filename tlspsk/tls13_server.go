@@ -117,12 +117,9 @@ func (hs *server13) run() error {
 		return err
 	}
 
-	msg, err := c.readHandshakeMsg()
+	msg, err := c.readExpected(typeFinished, "client Finished")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeFinished {
-		return alertf(alertUnexpectedMessage, "expected client Finished")
 	}
 	got, err := parseFinished(msg, h.Size())
 	if err != nil {
@@ -259,12 +256,9 @@ func (hs *server13) helloRetry() error {
 	if err := c.flushLocked(); err != nil {
 		return err
 	}
-	msg, err := c.readHandshakeMsg()
+	msg, err := c.readExpected(typeClientHello, "ClientHello after HelloRetryRequest")
 	if err != nil {
 		return err
-	}
-	if msg[0] != typeClientHello {
-		return alertf(alertUnexpectedMessage, "expected ClientHello after HelloRetryRequest")
 	}
 	ch2, err := parseClientHello(msg)
 	if err != nil {

@@ -136,26 +136,68 @@ func TestDkgEquivocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Bob is honest: he only saw another pub file of mallory. Both honest
-	// participants name mallory, and no exclusion is offered (the
-	// ceremony ids differ, so only a new ceremony helps).
+	// Alice cannot tell whether mallory sent two pub files or bob's round
+	// 1 lies about mallory's: she names both, with why, and offers no
+	// exclusion (the ceremony ids differ, so only a new ceremony helps).
 	_, err = Finish(ps[0].st, []*Round1{rb, rm1}, nil)
-	if names := abortNames(t, err); !slices.Equal(names, []string{"mallory"}) {
+	if names := abortNames(t, err); !slices.Equal(names, []string{"bob", "mallory"}) {
 		t.Fatalf("alice named %v", names)
 	}
 	var ab *AbortError
 	if !errors.As(err, &ab) || !ab.Equivocation || ab.CanExclude {
 		t.Fatalf("alice: want an equivocation abort without exclusion, got %+v", ab)
 	}
-	wantSubstr(t, err, "different pub file of mallory", "round 1 of bob", "start a new ceremony")
+	wantSubstr(t, err, "bob: its round 1 was made with a different pub file of mallory",
+		"mallory: bob was shown a different pub file of mallory", "start a new ceremony")
 	_, err = Finish(ps[1].st, []*Round1{ra, rm2}, nil)
-	if names := abortNames(t, err); !slices.Equal(names, []string{"mallory"}) {
+	if names := abortNames(t, err); !slices.Equal(names, []string{"alice", "mallory"}) {
 		t.Fatalf("bob named %v", names)
 	}
-	wantSubstr(t, err, "different pub file of mallory", "round 1 of alice")
+	wantSubstr(t, err, "alice was shown a different pub file of mallory")
 	// Mallory's second view of the ceremony is refused by alice too.
 	_, err = Finish(ps[0].st, []*Round1{rb, rm2}, nil)
 	wantSubstr(t, err, "mallory: ", "different pub file of mallory")
+}
+
+// A dealer who deals with a false pub file of someone else cannot single
+// that one out: naming mallory with bob leaves bob a word against hers.
+// A false pub file of the recipient herself is mallory's fault alone.
+func TestDkgFramingByFalsePubFile(t *testing.T) {
+	p := params(2, "alice", "bob", "mallory")
+	// frame runs a ceremony in which alice and bob deal honestly and
+	// mallory deals with the false pub file of victim in place of the real
+	// one, and returns what alice's finish says.
+	frame := func(victim int) error {
+		ps := initAll(t, p)
+		_, fake, err := Init(p, p.Participants[victim], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		honest := []*Pub{ps[0].pub, ps[1].pub, ps[2].pub}
+		rb, err := Deal(ps[1].st, honest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Deal(ps[0].st, honest); err != nil {
+			t.Fatal(err)
+		}
+		forged := slices.Clone(honest)
+		forged[victim] = fake
+		rm, err := Deal(ps[2].st, forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = Finish(ps[0].st, []*Round1{rb, rm}, nil)
+		return err
+	}
+	if names := abortNames(t, frame(1)); !slices.Equal(names, []string{"bob", "mallory"}) {
+		t.Fatalf("framing bob: alice named %v", names)
+	}
+	err := frame(0)
+	if names := abortNames(t, err); !slices.Equal(names, []string{"mallory"}) {
+		t.Fatalf("framing alice herself: alice named %v", names)
+	}
+	wantSubstr(t, err, "a pub file of yours (alice) that is not the one you wrote")
 }
 
 // A round 1 of another ceremony (same parameters, same people) is refused,

@@ -58,7 +58,9 @@ func (e *AbortError) Error() string {
 	}
 	msg := "ceremony aborted, nothing written: " + strings.Join(parts, "; ")
 	if e.Equivocation {
-		return msg + fmt.Sprintf("; the participants hold different pub files of %s, so their ceremonies differ and no --exclude can join them: compare pub file fingerprints out of band and start a new ceremony (without %s if it sent different pub files to different people)", strings.Join(e.Names(), ", "), strings.Join(e.Names(), ", "))
+		return msg + "; the participants do not hold the same pub files, so their ceremony ids differ and no --exclude can join them: " +
+			"compare the pub file fingerprints (deal prints them) with everyone by a channel you trust, and start a new ceremony " +
+			"without whoever sent different pub files to different people or made a false round 1"
 	}
 	if e.CanExclude {
 		return msg + fmt.Sprintf("; it can complete without %s if every participant agrees to exclude them (%d dealers remain, %d needed)", strings.Join(e.Names(), ", "), e.Remaining, e.Threshold)
@@ -108,11 +110,13 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 		}
 	}()
 	reasons := make([][]string, st.N()+1)
-	// equiv[j] lists the round 1 files whose sender saw another pub file
-	// of participant j than we did. The sender is not at fault: its file
-	// is signed with the key we know, it only shows that j's pub file
-	// differs between participants.
-	equiv := make([][]string, st.N()+1)
+	// claims[i] lists the participants j whose pub file, as the sender i
+	// of an otherwise sound round 1 (signed with the key we know for i)
+	// saw it, differs from ours. That is i's word only: j may have sent
+	// different pub files to different people, or i may be lying about
+	// j's. So both are named, except that a claim about our own pub file
+	// can only be false (or a copy altered on its way to i): then i alone.
+	claims := make([][]int, st.N()+1)
 	for _, r := range rounds {
 		i := st.Index(r.Sender)
 		src := r.Source
@@ -126,9 +130,7 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 			continue // own dealing comes from the state; excluded are ignored
 		}
 		if js := st.equivocated(r, i); len(js) > 0 {
-			for _, j := range js {
-				equiv[j] = append(equiv[j], src)
-			}
+			claims[i] = js
 			continue
 		}
 		g, reason := st.check(r, i, priv, info)
@@ -139,14 +141,8 @@ func Finish(st *State, rounds []*Round1, exclude []string) (*Result, error) {
 		got[i] = g
 	}
 	ab := &AbortError{Threshold: st.Threshold}
-	for j := 1; j <= st.N(); j++ {
-		if len(equiv[j]) > 0 {
-			ab.Faults = append(ab.Faults, Fault{Participant: st.Participants[j-1],
-				Reason: fmt.Sprintf("a different pub file of %s than yours was used by %s", st.Participants[j-1], strings.Join(equiv[j], ", "))})
-		}
-	}
-	if len(ab.Faults) > 0 {
-		ab.Equivocation = true
+	if f := st.equivocationFaults(claims, me); len(f) > 0 {
+		ab.Faults, ab.Equivocation = f, true
 		return nil, ab
 	}
 	remaining := st.N() - len(exclude)
@@ -224,6 +220,30 @@ func (st *State) check(r *Round1, i int, priv, info []byte) (*good, string) {
 		return nil, fmt.Sprintf("sub-share for %s fails the Feldman check against %s's commitments: a wrong sub-share", st.Me, r.Sender)
 	}
 	return &good{cs: cs, y: y}, ""
+}
+
+// equivocationFaults turns the claims of Finish into one fault per named
+// participant, in index order.
+func (st *State) equivocationFaults(claims [][]int, me int) []Fault {
+	why := make([][]string, st.N()+1)
+	for i, js := range claims {
+		for _, j := range js {
+			name := st.Participants[j-1]
+			if j == me {
+				why[i] = append(why[i], fmt.Sprintf("its round 1 was made with a pub file of yours (%s) that is not the one you wrote: a false round 1, or your pub file was altered on its way to %s", name, st.Participants[i-1]))
+				continue
+			}
+			why[i] = append(why[i], fmt.Sprintf("its round 1 was made with a different pub file of %s than yours", name))
+			why[j] = append(why[j], fmt.Sprintf("%s was shown a different pub file of %s than you were (%s sent different pub files, or %s's round 1 is false)", st.Participants[i-1], name, name, st.Participants[i-1]))
+		}
+	}
+	var out []Fault
+	for k := 1; k <= st.N(); k++ {
+		if len(why[k]) > 0 {
+			out = append(out, Fault{Participant: st.Participants[k-1], Reason: strings.Join(why[k], "; ")})
+		}
+	}
+	return out
 }
 
 // equivocated returns the indices of the participants whose pub file, as

@@ -28,6 +28,7 @@ func setupKeys(n *narrator, dir string) (*keyFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("split: %w", err)
 	}
+	defer wipeAll(shares)
 	k, err := writeKeys(g, shares, dir)
 	if err != nil {
 		return nil, err
@@ -90,26 +91,31 @@ func setupKeysDKG(n *narrator, dir string) (*keyFiles, error) {
 	}
 	var g *psk.Group
 	var shares []*psk.Share
+	defer func() { wipeAll(shares) }()
 	for _, st := range states {
 		res, err := dkg.Finish(st, rounds, nil)
 		if err != nil {
 			return nil, fmt.Errorf("dkg finish %s: %w", st.Me, err)
 		}
+		shares = append(shares, res.Share)
 		if g == nil {
 			g = res.Group
 		} else if g.ID != res.Group.ID {
 			return nil, fmt.Errorf("dkg: %s ended with group %s, not %s", st.Me, res.Group.ID, g.ID)
 		}
-		shares = append(shares, res.Share)
 	}
 	n.say("   each dealt a sharing of its own secret; the group secret is their sum, which nobody computed")
 	k, err := writeKeys(g, shares, dir)
-	for _, s := range shares {
-		s.Wipe()
-	}
 	if err != nil {
 		return nil, err
 	}
 	n.say("   group %s… (the same for all three): any 2 shares make the key, 1 alone does not; shares written 0600 in %s", g.ID[:16], dir)
 	return k, nil
+}
+
+// wipeAll zeroes the share values held in memory once they are on disk.
+func wipeAll(shares []*psk.Share) {
+	for _, s := range shares {
+		s.Wipe()
+	}
 }

@@ -107,10 +107,11 @@ func copyBuffered(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64)
 		n, rerr := src.Read(buf)
 		if n > 0 {
 			last.Store(time.Now().UnixNano())
-			if _, werr := dst.Write(buf[:n]); werr != nil {
+			m, werr := dst.Write(buf[:n])
+			ctr.Add(float64(m)) // what reached dst, also on error
+			if werr != nil {
 				return werr
 			}
-			ctr.Add(float64(n))
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {

@@ -64,12 +64,12 @@ func copyReady(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64) (d
 			return true, nil // EOF
 		}
 		last.Store(time.Now().UnixNano())
-		_, werr := dst.Write((*bp)[:n])
+		m, werr := dst.Write((*bp)[:n])
 		putBuf(bp)
 		bp = nil
+		ctr.Add(float64(m)) // what reached dst, also on error
 		if werr != nil {
 			return true, werr
 		}
-		ctr.Add(float64(n))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,7 +54,7 @@ func (p *pendingHandshakes) add(c *dtls.Conn) *dtls.Conn {
 	var evict *dtls.Conn
 	if len(p.queue) >= limit {
 		evict = p.queue[0]
-		p.queue = p.queue[1:]
+		p.queue = slices.Delete(p.queue, 0, 1)
 	}
 	p.queue = append(p.queue, c)
 	return evict
@@ -66,7 +67,7 @@ func (p *pendingHandshakes) done(c *dtls.Conn) bool {
 	defer p.mu.Unlock()
 	for i, q := range p.queue {
 		if q == c {
-			p.queue = append(p.queue[:i], p.queue[i+1:]...)
+			p.queue = slices.Delete(p.queue, i, i+1) // clears the freed slot
 			return true
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -217,6 +218,7 @@ func VerifyAudit(r io.Reader) (AuditSummary, error) { return VerifyAuditFrom(r, 
 // line has that hash, lines were cut from the end (or the log replaced)
 // since, which the chain alone cannot show. SeenAt tells where it was found.
 func VerifyAuditFrom(r io.Reader, knownHead string) (AuditSummary, error) {
+	knownHead = strings.ToLower(strings.TrimSpace(knownHead)) // as pasted
 	sum := AuditSummary{Head: AuditGenesis, SeenAt: -1}
 	if knownHead == AuditGenesis {
 		sum.SeenAt = 0

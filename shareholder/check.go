@@ -136,6 +136,32 @@ func mapGet(m *yaml.Node, key string) *yaml.Node {
 	return nil
 }
 
+// maxResolvedNodes bounds what resolveAliases may build: aliases of
+// aliases expand exponentially (the "billion laughs" file).
+const maxResolvedNodes = 100_000
+
+// resolveAliases returns a copy of n with every alias replaced by a copy
+// of what it names, so that a subtree marshals on its own (an alias inside
+// it would otherwise name an anchor outside). Merge keys (<<) then merge
+// as usual when the copy is decoded. It stops, leaving *budget negative,
+// once it has built maxResolvedNodes nodes.
+func resolveAliases(n *yaml.Node, budget *int) *yaml.Node {
+	n = deref(n)
+	if n == nil || *budget < 0 {
+		return n
+	}
+	*budget--
+	c := *n
+	c.Anchor = ""
+	if len(n.Content) > 0 {
+		c.Content = make([]*yaml.Node, len(n.Content))
+		for i, k := range n.Content {
+			c.Content[i] = resolveAliases(k, budget)
+		}
+	}
+	return &c
+}
+
 // deref follows alias nodes to what they name (bounded: yaml.v3 refuses
 // alias cycles while parsing, but the bound costs nothing).
 func deref(n *yaml.Node) *yaml.Node {
@@ -147,7 +173,12 @@ func deref(n *yaml.Node) *yaml.Node {
 
 // decodeNodeStrict decodes a node rejecting unknown keys.
 func decodeNodeStrict(n *yaml.Node, v any) error {
-	b, err := yaml.Marshal(n)
+	budget := maxResolvedNodes
+	r := resolveAliases(n, &budget)
+	if budget < 0 {
+		return errors.New("too many YAML aliases (expands past 100,000 nodes)")
+	}
+	b, err := yaml.Marshal(r)
 	if err != nil {
 		return err
 	}

@@ -125,7 +125,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 		select {
 		case <-hedge:
 			hedge = nil
-			for len(valid) < t && launched < n {
+			for len(valid) < t && launched < n && ctx.Err() == nil {
 				launch()
 				pending++
 			}
@@ -166,7 +166,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 				}
 			}
 		}
-		if !got && len(valid) < t && launched < n {
+		if !got && len(valid) < t && launched < n && ctx.Err() == nil {
 			launch() // replaces the one that did not give a share
 			pending++
 		}

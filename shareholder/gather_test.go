@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -217,5 +219,28 @@ func TestCheckTargetsFollowAliases(t *testing.T) {
 	}
 	if !slices.Equal(where, []string{"routes[0] (web)", "routes[1] (dns)"}) {
 		t.Fatalf("targets %v", where)
+	}
+}
+
+// An alias inside a route's options resolves too, and an alias bomb is
+// refused instead of expanded.
+func TestCheckTargetsNestedAliasesAndBomb(t *testing.T) {
+	targets, err := ParseCheckTargets([]byte(`holders: &hs [{name: a, url: "https://127.0.0.1:1", pin: "sha256:00"}]
+routes:
+  - name: web
+    psk:
+      source: shares
+      options: {group: g.json, shareholders: *hs}
+`))
+	if err != nil || len(targets) != 1 || len(targets[0].Config.Shareholders) != 1 || targets[0].Config.Shareholders[0].Name != "a" {
+		t.Fatalf("nested alias: %+v, %v", targets, err)
+	}
+	bomb := "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 1; i < 9; i++ {
+		bomb += fmt.Sprintf("a%d: &a%d [*a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d, *a%d]\n", i, i, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1, i-1)
+	}
+	bomb += "routes:\n  - name: web\n    psk:\n      source: shares\n      options: {group: g.json, extra: *a8}\n"
+	if _, err := ParseCheckTargets([]byte(bomb)); err == nil || !strings.Contains(err.Error(), "too many YAML aliases") {
+		t.Fatalf("alias bomb: %v", err)
 	}
 }

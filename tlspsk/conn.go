@@ -51,6 +51,7 @@ type inState struct {
 	empty     int       // consecutive empty records
 	skipEarly int       // bytes of refused 0-RTT data the server may still skip
 	tls12     bool      // TLS 1.2 negotiated: change_cipher_spec is real
+	warnings  int       // TLS 1.2 warning alerts received
 	next      *halfConn // TLS 1.2 read keys that the next change_cipher_spec installs
 
 	// Waiting for data without a buffer (rawread_unix.go).
@@ -86,7 +87,8 @@ type ConnectionState struct {
 	// HelloRetryRequest is true if the server asked for another key share.
 	HelloRetryRequest bool
 	// ExtendedMasterSecret is true for TLS 1.2 with RFC 7627's extended
-	// master secret (always true for TLS 1.3, which has no such weakness).
+	// master secret. It is false for TLS 1.3, whose key schedule binds the
+	// whole handshake anyway (the weakness EMS fixes does not exist there).
 	ExtendedMasterSecret bool
 	// IdentityHint is the TLS 1.2 server's PSK identity hint, if any.
 	IdentityHint string
@@ -212,7 +214,9 @@ func (c *Conn) Close() error {
 		return c.conn.Close()
 	}
 	if c.hsDone.Load() && c.out.TryLock() {
-		if c.out.err == nil {
+		// At the TLS 1.2 record limit one more record (the alert) still
+		// has a nonce of its own, so the peer gets a clean end.
+		if c.out.err == nil || c.out.err == errTLS12Limit {
 			c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			c.sendAlertLocked(alertCloseNotify)
 		}
@@ -233,7 +237,7 @@ func (c *Conn) CloseWrite() error {
 	if c.out.err == errCloseWrite {
 		return nil
 	}
-	if c.out.err != nil {
+	if c.out.err != nil && c.out.err != errTLS12Limit {
 		return c.out.err
 	}
 	err := c.sendAlertLocked(alertCloseNotify)

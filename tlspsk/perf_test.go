@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -168,10 +169,14 @@ func TestWriteToRenegotiationRefused(t *testing.T) {
 	if err != nil || n != int64(len(a)+len(b)) || w.sum() != sha256.Sum256(append(a, b...)) {
 		t.Fatalf("WriteTo: %d, %v", n, err)
 	}
-	_, err = s.Read(make([]byte, 1))
-	var ae *AlertError
-	if !errors.As(err, &ae) || !ae.Received || ae.Alert != alertNoRenegotiation {
-		t.Fatalf("server read %v, want no_renegotiation from the client", err)
+	// The warning reaches the server, which goes on (a TLS 1.2 warning is
+	// not fatal) and then sees the client's close_notify.
+	c.Close()
+	if _, err = s.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("server read %v, want EOF after the no_renegotiation warning", err)
+	}
+	if s.in.warnings != 1 {
+		t.Fatalf("server saw %d warning alerts, want 1 (no_renegotiation)", s.in.warnings)
 	}
 }
 
@@ -815,5 +820,23 @@ func TestWriteToUsesBuffersWriter(t *testing.T) {
 	}
 	if w.gathered == 0 {
 		t.Fatal("several records were buffered, but WriteBuffers was never called")
+	}
+}
+
+// TLS 1.2 warning alerts are skipped, up to maxWarningAlerts; past that the
+// connection ends.
+func TestTLS12WarningAlertsBounded(t *testing.T) {
+	c, s := connected(t, perfSuites[2].cc, perfSuites[2].sc)
+	go func() {
+		s.out.Lock()
+		for i := 0; i <= maxWarningAlerts; i++ {
+			s.writeRecordLocked(recordAlert, []byte{1, 112}) // unrecognized_name
+		}
+		s.flushLocked()
+		s.out.Unlock()
+	}()
+	_, err := c.Read(make([]byte, 1))
+	if err == nil || !strings.Contains(err.Error(), "too many warning alerts") {
+		t.Fatalf("after %d warnings: %v", maxWarningAlerts+1, err)
 	}
 }

@@ -177,8 +177,10 @@ func (c *Conn) readOneRecord() error {
 		}
 		in.ccs++
 		return errSkip
-	case typ == recordAlert && handshaking && in.hc.encrypted():
-		// A peer that cannot decrypt our flight answers in plaintext.
+	case typ == recordAlert && handshaking && in.hc.encrypted() && in.hc.version != VersionTLS12:
+		// TLS 1.3: a peer that cannot decrypt our flight answers in
+		// plaintext. (TLS 1.2 alerts after a change_cipher_spec are
+		// protected records of type alert: opened below.)
 		return c.handleAlert(rec[recordHeaderLen:])
 	case typ == recordApplicationData && !in.hc.encrypted():
 		if in.skipEarly >= n {
@@ -228,9 +230,18 @@ func (c *Conn) readOneRecord() error {
 }
 
 func (c *Conn) handleAlert(b []byte) error {
-	_, desc, ok := parseAlert(b)
+	level, desc, ok := parseAlert(b)
 	if !ok {
 		return alertf(alertDecodeError, "malformed alert")
+	}
+	// TLS 1.2 warnings (unrecognized_name, no_renegotiation, ...) are not
+	// fatal (RFC 5246 7.2); a peer gets maxWarningAlerts of them. TLS 1.3
+	// has no such level: every alert but these two ends the connection.
+	if level == 1 && c.in.tls12 && desc != alertCloseNotify && desc != alertUserCanceled {
+		if c.in.warnings++; c.in.warnings > maxWarningAlerts {
+			return alertf(alertUnexpectedMessage, "too many warning alerts")
+		}
+		return errSkip
 	}
 	switch desc {
 	case alertCloseNotify:

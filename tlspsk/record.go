@@ -28,6 +28,7 @@ const (
 	maxEarlyDataSkip  = 1 << 16 // bytes of refused 0-RTT data we skip
 	maxHandshakeMsg   = 1 << 16 // largest handshake message we accept
 	maxCCSInHandshake = 2       // dummy change_cipher_spec records tolerated
+	maxWarningAlerts  = 100     // TLS 1.2 warning alerts tolerated per connection
 	aeadTagLen        = 16
 	explicitNonceLen  = 8 // TLS 1.2 AES-GCM (RFC 5288 3)
 )

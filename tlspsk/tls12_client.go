@@ -77,7 +77,7 @@ func (hs *client12) checkServerHello(sh *serverHello) (*cipherSuite, bool, error
 	if sh.legacyVersion != VersionTLS12 {
 		return nil, false, alertf(alertProtocolVersion, "the server selected TLS 1.1 or older")
 	}
-	if hs.offered13 && bytes.Equal(sh.random[24:], downgradeTLS12) {
+	if hs.offered13 && (bytes.Equal(sh.random[24:], downgradeTLS12) || bytes.Equal(sh.random[24:], downgradeTLS11)) {
 		return nil, false, alertf(alertIllegalParameter, "TLS 1.3 downgrade sentinel in the server random: the connection was downgraded to TLS 1.2")
 	}
 	if sh.compression != 0 {
@@ -178,6 +178,8 @@ func (hs *client12) finish(sh *serverHello) error {
 	defer wipe(master)
 	c.logKey("CLIENT_RANDOM", hs.random, master)
 	cKey, sKey, cIV, sIV := keys12(suite, master, hs.random, sh.random)
+	defer wipe(cIV)
+	defer wipe(sIV)
 	var next halfConn
 	err = next.setKeys12(suite, sKey, sIV)
 	wipe(sKey)

@@ -22,6 +22,10 @@ const (
 // when it negotiates TLS 1.2 (RFC 8446 4.1.3).
 var downgradeTLS12 = []byte{0x44, 0x4F, 0x57, 0x4E, 0x47, 0x52, 0x44, 0x01}
 
+// downgradeTLS11 is the sentinel for TLS 1.1 and older, which a TLS 1.3
+// client must refuse too (RFC 8446 4.1.3) although we never negotiate it.
+var downgradeTLS11 = []byte{0x44, 0x4F, 0x57, 0x4E, 0x47, 0x52, 0x44, 0x00}
+
 // marshalServerHello12 encodes a TLS 1.2 ServerHello; the extensions block
 // is left out when there are none.
 func marshalServerHello12(random, sessionID []byte, suite uint16, exts []extension) []byte {

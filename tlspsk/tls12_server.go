@@ -141,6 +141,8 @@ func (hs *server12) run() error {
 	defer wipe(master)
 	c.logKey("CLIENT_RANDOM", ch.random, master)
 	cKey, sKey, cIV, sIV := keys12(suite, master, ch.random, random)
+	defer wipe(cIV)
+	defer wipe(sIV)
 	var next halfConn
 	err = next.setKeys12(suite, cKey, cIV)
 	wipe(cKey)

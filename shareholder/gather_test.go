@@ -3,7 +3,6 @@ package shareholder
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -29,19 +28,8 @@ func startStagedHolder(t *testing.T, share *psk.Share) *stagedHolder {
 	t.Helper()
 	h := &stagedHolder{}
 	h.mode.Store("ok")
-	cert, err := SelfSignedCert(share.Participant, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file, err := psk.MarshalShare(share)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	file := marshalShare(t, share)
+	h.cfg = serveFake(t, share.Participant, func(w http.ResponseWriter, r *http.Request) {
 		h.requests.Add(1)
 		switch h.mode.Load() {
 		case "refuse":
@@ -51,10 +39,7 @@ func startStagedHolder(t *testing.T, share *psk.Share) *stagedHolder {
 		default:
 			writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
 		}
-	})}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	h.cfg = ShareholderConfig{Name: share.Participant, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + share.Participant}
+	})
 	return h
 }
 

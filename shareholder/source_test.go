@@ -29,11 +29,26 @@ func startLiar(t *testing.T, f *fixture) ShareholderConfig {
 // startFakeShareholder answers every release request with share.
 func startFakeShareholder(t *testing.T, name string, share *psk.Share) ShareholderConfig {
 	t.Helper()
-	cert, err := SelfSignedCert(name, nil)
+	file := marshalShare(t, share)
+	return serveFake(t, name, func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
+	})
+}
+
+func marshalShare(t *testing.T, share *psk.Share) []byte {
+	t.Helper()
+	file, err := psk.MarshalShare(share)
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, err := psk.MarshalShare(share)
+	return file
+}
+
+// serveFake serves handler as a shareholder daemon named name would, over
+// TLS 1.3 with a self-signed certificate, and returns its proxy-side entry.
+func serveFake(t *testing.T, name string, handler http.HandlerFunc) ShareholderConfig {
+	t.Helper()
+	cert, err := SelfSignedCert(name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,9 +56,7 @@ func startFakeShareholder(t *testing.T, name string, share *psk.Share) Sharehold
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
-	})}
+	srv := &http.Server{Handler: handler}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ShareholderConfig{Name: name, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + name}

@@ -272,6 +272,10 @@ type LoadOptions struct {
 	Flags  map[string]string            // from RegisterFlags
 	Getenv func(string) (string, bool)  // nil: os.LookupEnv
 	Read   func(string) ([]byte, error) // nil: os.ReadFile
+	// Environ lists the environment, to refuse MCBN_PROXY_* variables
+	// that are no setting (a typo would otherwise be ignored). nil:
+	// os.Environ when Getenv is nil too; no check when only Getenv is set.
+	Environ func() []string
 }
 
 // LoadConfig builds and validates the config of a proxy in mode from, in
@@ -358,8 +362,44 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 			}
 		}
 	}
+	environ := o.Environ
+	if environ == nil && o.Getenv == nil {
+		environ = os.Environ
+	}
+	if environ != nil {
+		if err := checkEnvNames(environ(), c); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// checkEnvNames refuses an MCBN_PROXY_* variable that names no setting, or
+// a route that does not exist: a misspelt MCBN_PROXY_PSK_FLIE would
+// otherwise leave the proxy on another key source without a word.
+func checkEnvNames(environ []string, c *Config) error {
+	known := map[string]bool{EnvName("config"): true}
+	for _, f := range globalFields {
+		known[EnvName(f.flag)] = true
+	}
+	for _, f := range routeFields {
+		known[EnvName(f.flag)] = true
+		for _, r := range c.Routes {
+			known[RouteEnvName(r.Name, f.flag)] = true
+		}
+	}
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) || known[name] {
+			continue
+		}
+		if strings.HasPrefix(name, EnvPrefix+"ROUTE_") {
+			return fmt.Errorf("environment: %s names no route and setting of this config (MCBN_PROXY_ROUTE_<NAME>_<FLAG>, NAME one of the routes' names in upper case)", name)
+		}
+		return fmt.Errorf("environment: %s is not a setting of mcbn proxy (run 'mcbn proxy %s --help' for the variables)", name, c.Mode)
+	}
+	return nil
 }

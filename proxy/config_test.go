@@ -347,3 +347,32 @@ func TestRegisteredSource(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// A misspelt MCBN_PROXY_* variable, or one for a route that does not exist,
+// is an error naming it; the real ones pass.
+func TestUnknownEnvironmentVariables(t *testing.T) {
+	loadEnv := func(env map[string]string) error {
+		var list []string
+		for k, v := range env {
+			list = append(list, k+"="+v)
+		}
+		_, err := LoadConfig(ModeServer, LoadOptions{
+			Flags:   map[string]string{"config": "cfg.yaml"},
+			Getenv:  func(k string) (string, bool) { v, ok := env[k]; return v, ok },
+			Environ: func() []string { return list },
+			Read:    func(string) ([]byte, error) { return []byte(goodServer), nil },
+		})
+		return err
+	}
+	if err := loadEnv(map[string]string{"MCBN_PROXY_LOG_LEVEL": "debug", "MCBN_PROXY_ROUTE_WEB_MAX_CONNECTIONS": "10", "PATH": "/bin"}); err != nil {
+		t.Fatalf("known variables: %v", err)
+	}
+	for name, want := range map[string]string{
+		"MCBN_PROXY_PSK_FLIE":                  "MCBN_PROXY_PSK_FLIE is not a setting of mcbn proxy",
+		"MCBN_PROXY_ROUTE_API_MAX_CONNECTIONS": "MCBN_PROXY_ROUTE_API_MAX_CONNECTIONS names no route and setting",
+	} {
+		if err := loadEnv(map[string]string{name: "x"}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}

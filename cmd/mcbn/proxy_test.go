@@ -186,10 +186,10 @@ var syncWriterMu sync.Mutex
 // TestProxyHelperProcess is not a test: run by TestProxyProcesses as a
 // child process, it is the mcbn binary (the usual os/exec helper pattern).
 func TestProxyHelperProcess(t *testing.T) {
-	if os.Getenv("MCBN_PROXY_HELPER") != "1" {
+	if os.Getenv("MCBN_TEST_PROXY_HELPER") != "1" {
 		t.Skip("helper process only")
 	}
-	args := strings.Split(os.Getenv("MCBN_PROXY_HELPER_ARGS"), "\x1f")
+	args := strings.Split(os.Getenv("MCBN_TEST_PROXY_HELPER_ARGS"), "\x1f")
 	os.Exit(dispatch(args, os.Stdout, os.Stderr))
 }
 
@@ -221,7 +221,7 @@ func startMcbn(t *testing.T, env []string, args ...string) *mcbnProcess {
 	t.Helper()
 	p := &mcbnProcess{done: make(chan error, 1)}
 	p.cmd = exec.Command(os.Args[0], "-test.run=^TestProxyHelperProcess$")
-	p.cmd.Env = append(append(os.Environ(), "MCBN_PROXY_HELPER=1", "MCBN_PROXY_HELPER_ARGS="+strings.Join(args, "\x1f")), env...)
+	p.cmd.Env = append(append(os.Environ(), "MCBN_TEST_PROXY_HELPER=1", "MCBN_TEST_PROXY_HELPER_ARGS="+strings.Join(args, "\x1f")), env...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -242,7 +242,7 @@ func startMcbn(t *testing.T, env []string, args ...string) *mcbnProcess {
 // environment for UDP), carries HTTP byte-exact and a UDP exchange, then
 // stops both with SIGTERM.
 func TestProxyProcesses(t *testing.T) {
-	if os.Getenv("MCBN_PROXY_HELPER") == "1" {
+	if os.Getenv("MCBN_TEST_PROXY_HELPER") == "1" {
 		t.Skip()
 	}
 	body := make([]byte, 256<<10)

@@ -391,6 +391,11 @@ func checkEnvNames(environ []string, c *Config) error {
 			known[RouteEnvName(r.Name, f.flag)] = true
 		}
 	}
+	for _, r := range c.Routes {
+		if r.PSK.Env != "" {
+			known[r.PSK.Env] = true // a key variable may carry our prefix
+		}
+	}
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		if !strings.HasPrefix(name, EnvPrefix) || known[name] {

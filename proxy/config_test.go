@@ -367,6 +367,10 @@ func TestUnknownEnvironmentVariables(t *testing.T) {
 	if err := loadEnv(map[string]string{"MCBN_PROXY_LOG_LEVEL": "debug", "MCBN_PROXY_ROUTE_WEB_MAX_CONNECTIONS": "10", "PATH": "/bin"}); err != nil {
 		t.Fatalf("known variables: %v", err)
 	}
+	// A key variable named by psk.env may carry the prefix too.
+	if err := loadEnv(map[string]string{"MCBN_PROXY_PSK_ENV": "MCBN_PROXY_WEB_KEY", "MCBN_PROXY_PSK": "", "MCBN_PROXY_WEB_KEY": "00112233445566778899aabbccddeeff"}); err != nil && strings.Contains(err.Error(), "MCBN_PROXY_WEB_KEY") {
+		t.Fatalf("psk.env variable refused: %v", err)
+	}
 	for name, want := range map[string]string{
 		"MCBN_PROXY_PSK_FLIE":                  "MCBN_PROXY_PSK_FLIE is not a setting of mcbn proxy",
 		"MCBN_PROXY_ROUTE_API_MAX_CONNECTIONS": "MCBN_PROXY_ROUTE_API_MAX_CONNECTIONS names no route and setting",

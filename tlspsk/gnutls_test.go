@@ -1,7 +1,6 @@
 package tlspsk
 
 import (
-	"bytes"
 	"encoding/hex"
 	"io"
 	"os"
@@ -48,26 +47,8 @@ func TestGnutlsClientToOurServer(t *testing.T) {
 			cfg := &Config{Identity: "gnu", Key: interopKey}
 			addr, accepted := listenOurs(t, cfg)
 			host, port, _ := splitHostPort(addr)
-			p := startPeer(t, bin, "--pskusername", "gnu", "--pskkey", hex.EncodeToString(interopKey),
-				"--priority", gnutlsPriority+prio, "-p", port, "--logfile", os.DevNull, host)
-			toServer := randomBytes(interopSize)
-			c := <-accepted
-			go func() { p.stdin.Write(toServer) }()
-			toClient := randomBytes(interopSize)
-			got, err := serveExchange(t, c, toClient, len(toServer))
-			if err != nil {
-				t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-			}
-			c.Close()
-			p.stdin.Close()
-			p.wait(t)
-			if sum(got) != sum(toServer) {
-				t.Fatal("server received different data")
-			}
-			out := p.stdout.Bytes()
-			if !bytes.HasSuffix(out, toClient) {
-				t.Fatalf("gnutls-cli printed %d bytes; the data sent is not at the end", len(out))
-			}
+			c := clientExchange(t, bin, []string{"--pskusername", "gnu", "--pskkey", hex.EncodeToString(interopKey),
+				"--priority", gnutlsPriority + prio, "-p", port, "--logfile", os.DevNull, host}, accepted)
 			st := c.ConnectionState()
 			want := TLS_AES_128_GCM_SHA256
 			if prio != "" {
@@ -106,22 +87,8 @@ func TestGnutlsHelloRetryRequest(t *testing.T) {
 		// we want P-256, which it supports.
 		addr, accepted := listenOurs(t, &Config{Key: interopKey, CurvePreferences: []CurveID{CurveP256}})
 		host, port, _ := splitHostPort(addr)
-		p := startPeer(t, bin, "--pskusername", DefaultIdentity, "--pskkey", hex.EncodeToString(interopKey),
-			"--priority", gnutlsPriority+":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP384R1:+GROUP-SECP256R1", "-p", port, "--logfile", os.DevNull, host)
-		c := <-accepted
-		toServer := randomBytes(interopSize)
-		go func() { p.stdin.Write(toServer) }()
-		toClient := randomBytes(interopSize)
-		got, err := serveExchange(t, c, toClient, len(toServer))
-		if err != nil {
-			t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-		}
-		c.Close()
-		p.stdin.Close()
-		p.wait(t)
-		if sum(got) != sum(toServer) || !bytes.HasSuffix(p.stdout.Bytes(), toClient) {
-			t.Fatal("data mismatch")
-		}
+		c := clientExchange(t, bin, []string{"--pskusername", DefaultIdentity, "--pskkey", hex.EncodeToString(interopKey),
+			"--priority", gnutlsPriority + ":-GROUP-ALL:+GROUP-X25519:+GROUP-SECP384R1:+GROUP-SECP256R1", "-p", port, "--logfile", os.DevNull, host}, accepted)
 		if st := c.ConnectionState(); !st.HelloRetryRequest || st.Group != CurveP256 {
 			t.Fatalf("state %+v", st)
 		}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -301,3 +302,36 @@ func startGnutlsServ(t testing.TB, identity string, key []byte, prio string) (st
 
 // gnutlsPriority restricts GnuTLS to TLS 1.3 with PSK key exchanges.
 const gnutlsPriority = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+PSK:+ECDHE-PSK:+DHE-PSK"
+
+// clientExchange starts a peer client that sends its stdin and prints what
+// it receives (s_client -quiet, gnutls-cli), takes the connection it makes
+// to our server, moves interopSize random bytes each way and fails unless
+// both arrive intact. s_client's output must be the data exactly;
+// gnutls-cli prints status lines first, so the data must end its output.
+// It returns our side, closed, for its ConnectionState.
+func clientExchange(t *testing.T, bin string, args []string, accepted <-chan *Conn) *Conn {
+	t.Helper()
+	p := startPeer(t, bin, args...)
+	toServer, toClient := randomBytes(interopSize), randomBytes(interopSize)
+	go func() { p.stdin.Write(toServer) }()
+	c := <-accepted
+	got, err := serveExchange(t, c, toClient, len(toServer))
+	if err != nil {
+		t.Fatalf("exchange: %v\nstdout: %s\nstderr: %s", err, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
+	}
+	c.Close()
+	p.stdin.Close()
+	p.wait(t)
+	if sum(got) != sum(toServer) {
+		t.Fatal("our server received different data")
+	}
+	out := p.stdout.Bytes()
+	if strings.Contains(filepath.Base(bin), "gnutls") {
+		if !bytes.HasSuffix(out, toClient) {
+			t.Fatalf("%s printed %d bytes; the data sent is not at the end", filepath.Base(bin), len(out))
+		}
+	} else if sum(out) != sum(toClient) {
+		t.Fatalf("%s received %d bytes, want %d (checksum mismatch)", filepath.Base(bin), len(out), len(toClient))
+	}
+	return c
+}

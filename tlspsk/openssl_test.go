@@ -38,23 +38,7 @@ func TestOpenSSLClientToOurServer(t *testing.T) {
 			if tc.identity != "" {
 				args = append(args, "-psk_identity", tc.identity)
 			}
-			p := startPeer(t, bin, args...)
-			toServer := randomBytes(interopSize)
-			go func() { p.stdin.Write(toServer) }()
-			c := <-accepted
-			toClient := randomBytes(interopSize)
-			got, err := serveExchange(t, c, toClient, len(toServer))
-			if err != nil {
-				t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-			}
-			c.Close()
-			p.wait(t)
-			if sum(got) != sum(toServer) {
-				t.Fatal("server received different data")
-			}
-			if sum(p.stdout.Bytes()) != sum(toClient) {
-				t.Fatalf("s_client received %d bytes, want %d (checksum mismatch)", len(p.stdout.Bytes()), len(toClient))
-			}
+			c := clientExchange(t, bin, args, accepted)
 			st := c.ConnectionState()
 			if CipherSuiteName(st.CipherSuite) != tc.suite || st.Group == 0 {
 				t.Fatalf("state %+v", st)
@@ -160,21 +144,8 @@ func TestOpenSSLHelloRetryRequest(t *testing.T) {
 	})
 	t.Run("our_server_asks", func(t *testing.T) {
 		addr, accepted := listenOurs(t, &Config{Key: interopKey, CurvePreferences: []CurveID{X25519}})
-		p := startPeer(t, bin, "s_client", "-connect", addr, "-tls1_3", "-psk", hex.EncodeToString(interopKey),
-			"-groups", "P-256:X25519", "-quiet", "-nocommands")
-		toServer := randomBytes(interopSize)
-		go func() { p.stdin.Write(toServer) }()
-		c := <-accepted
-		toClient := randomBytes(interopSize)
-		got, err := serveExchange(t, c, toClient, len(toServer))
-		if err != nil {
-			t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-		}
-		c.Close()
-		p.wait(t)
-		if sum(got) != sum(toServer) || sum(p.stdout.Bytes()) != sum(toClient) {
-			t.Fatal("data mismatch")
-		}
+		c := clientExchange(t, bin, []string{"s_client", "-connect", addr, "-tls1_3", "-psk", hex.EncodeToString(interopKey),
+			"-groups", "P-256:X25519", "-quiet", "-nocommands"}, accepted)
 		if st := c.ConnectionState(); !st.HelloRetryRequest || st.Group != X25519 {
 			t.Fatalf("state %+v", st)
 		}

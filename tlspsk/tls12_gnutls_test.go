@@ -1,7 +1,6 @@
 package tlspsk
 
 import (
-	"bytes"
 	"encoding/hex"
 	"io"
 	"os"
@@ -86,28 +85,13 @@ func TestTLS12GnutlsClientToOurServer(t *testing.T) {
 		t.Run(CipherSuiteName(k.suite)+map[bool]string{true: "", false: "/no_ems"}[k.ems], func(t *testing.T) {
 			addr, accepted := listenOurs(t, &Config{Identity: "gnu", Key: interopKey})
 			host, port, _ := splitHostPort(addr)
-			p := startPeer(t, bin, "--pskusername", "gnu", "--pskkey", hex.EncodeToString(interopKey),
-				"--priority", gnutlsPriority12+k.prio, "-p", port, "--logfile", os.DevNull, host)
-			c := <-accepted
-			toServer := randomBytes(interopSize)
-			go func() { p.stdin.Write(toServer) }()
-			toClient := randomBytes(interopSize)
-			got, err := serveExchange(t, c, toClient, len(toServer))
-			if err != nil {
-				p.wait(t)
-				t.Fatalf("exchange: %v\nstdout: %s\nstderr: %s", err, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
-			}
-			c.Close()
-			p.stdin.Close()
-			p.wait(t)
-			if sum(got) != sum(toServer) || !bytes.HasSuffix(p.stdout.Bytes(), toClient) {
-				t.Fatal("data mismatch")
-			}
+			c := clientExchange(t, bin, []string{"--pskusername", "gnu", "--pskkey", hex.EncodeToString(interopKey),
+				"--priority", gnutlsPriority12 + k.prio, "-p", port, "--logfile", os.DevNull, host}, accepted)
 			st := c.ConnectionState()
 			if st.Version != VersionTLS12 || st.CipherSuite != k.suite || st.PSKIdentity != "gnu" || st.ExtendedMasterSecret != k.ems {
 				t.Fatalf("state %+v", st)
 			}
-			_, err = c.ExportKeyingMaterial("EXPORTER-x", nil, 16)
+			_, err := c.ExportKeyingMaterial("EXPORTER-x", nil, 16)
 			if (err == nil) != k.ems {
 				t.Fatalf("exporter with ems=%v: %v", k.ems, err)
 			}

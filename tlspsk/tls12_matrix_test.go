@@ -3,9 +3,7 @@ package tlspsk
 import (
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -37,67 +35,6 @@ func TestTLS12MatrixStunnelOtherSuites(t *testing.T) {
 			}
 		})
 	}
-}
-
-// stunnelClientToOurs runs plain TCP -> stunnel (client) -> our server and
-// moves interopSize bytes each way.
-func stunnelClientToOurs(t *testing.T, cfg *Config, opts string) (*Conn, *peer) {
-	t.Helper()
-	ours, accepted := listenOurs(t, cfg)
-	front, _ := freePort(t)
-	p := startStunnel(t, fmt.Sprintf("client = yes\naccept = %s\nconnect = %s\n%s", front, ours, opts))
-	plain, err := net.Dial("tcp", front)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { plain.Close() })
-	plain.SetDeadline(time.Now().Add(interopTimeout))
-	toServer, toClient := randomBytes(interopSize), randomBytes(interopSize)
-	go plain.Write(toServer)
-	var c *Conn
-	select {
-	case c = <-accepted:
-	case <-time.After(interopTimeout):
-		t.Fatalf("no connection\n%s", tail(p.stderr.Bytes()))
-	}
-	got := make(chan []byte, 1)
-	go func() {
-		b := make([]byte, len(toClient))
-		io.ReadFull(plain, b)
-		got <- b
-	}()
-	fromClient, err := serveExchange(t, c, toClient, len(toServer))
-	if err != nil {
-		t.Fatalf("exchange: %v\n%s", err, tail(p.stderr.Bytes()))
-	}
-	if sum(fromClient) != sum(toServer) || sum(<-got) != sum(toClient) {
-		t.Fatal("data mismatch")
-	}
-	return c, p
-}
-
-// ourClientToStunnel runs our client -> stunnel (server) -> plain echo and
-// moves interopSize bytes each way.
-func ourClientToStunnel(t *testing.T, cfg *Config, opts string) ConnectionState {
-	t.Helper()
-	front, _ := freePort(t)
-	p := startStunnel(t, fmt.Sprintf("accept = %s\nconnect = %s\n%s", front, echoServer(t), opts))
-	c, err := Dial("tcp", front, cfg)
-	if err != nil {
-		t.Fatalf("dial: %v\n%s", err, tail(p.stderr.Bytes()))
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(interopTimeout))
-	data := randomBytes(interopSize)
-	go c.Write(data)
-	got := make([]byte, len(data))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("read: %v", err)
-	}
-	if sum(got) != sum(data) {
-		t.Fatal("echo differs")
-	}
-	return c.ConnectionState()
 }
 
 // Version negotiation of our default Config (no CipherSuites, no version
@@ -208,33 +145,8 @@ func TestTLS12MatrixOurClientSeesOpenSSLSentinel(t *testing.T) {
 	addr, port := freePort(t)
 	p := startPeer(t, bin, "s_server", "-accept", port, "-nocert", "-naccept", "1", "-psk", hex.EncodeToString(interopKey))
 	p.stdout.waitFor(t, "ACCEPT", p)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		a, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer a.Close()
-		b, err := net.Dial("tcp", addr)
-		if err != nil {
-			return
-		}
-		defer b.Close()
-		hdr := make([]byte, recordHeaderLen)
-		if _, err := io.ReadFull(a, hdr); err != nil {
-			return
-		}
-		body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-		io.ReadFull(a, body)
-		b.Write(stripVersions(t, append(hdr, body...)))
-		go io.Copy(b, a)
-		io.Copy(a, b)
-	}()
-	_, err = Dial("tcp", l.Addr().String(), &Config{Key: interopKey})
+	front := downgrader(t, addr)
+	_, err := Dial("tcp", front, &Config{Key: interopKey})
 	var ae *AlertError
 	if !errors.As(err, &ae) || ae.Received || ae.Alert != alertIllegalParameter || !strings.Contains(err.Error(), "downgrade") {
 		t.Fatalf("dial: %v\nstdout: %s", err, tail(p.stdout.Bytes()))

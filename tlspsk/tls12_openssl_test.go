@@ -39,20 +39,7 @@ func TestTLS12OpenSSLClientToOurServer(t *testing.T) {
 			if c.groups != "" {
 				args = append(args, "-groups", c.groups)
 			}
-			p := startPeer(t, bin, args...)
-			toServer := randomBytes(interopSize)
-			go func() { p.stdin.Write(toServer) }()
-			conn := <-accepted
-			toClient := randomBytes(interopSize)
-			got, err := serveExchange(t, conn, toClient, len(toServer))
-			if err != nil {
-				t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-			}
-			conn.Close()
-			p.wait(t)
-			if sum(got) != sum(toServer) || sum(p.stdout.Bytes()) != sum(toClient) {
-				t.Fatalf("data mismatch (s_client received %d bytes)", len(p.stdout.Bytes()))
-			}
+			conn := clientExchange(t, bin, args, accepted)
 			st := conn.ConnectionState()
 			if st.Version != VersionTLS12 || CipherSuiteName(st.CipherSuite) != c.suite || st.Group != c.group ||
 				st.PSKIdentity != DefaultIdentity || !st.ExtendedMasterSecret {
@@ -133,20 +120,7 @@ func TestTLS12OpenSSLVersionNegotiation(t *testing.T) {
 		t.Run("our_server/"+tc.flag, func(t *testing.T) {
 			bin := needPeer(t, "openssl")
 			addr, accepted := listenOurs(t, &Config{Key: interopKey})
-			p := startPeer(t, bin, append([]string{"s_client", "-connect", addr, "-psk", hex.EncodeToString(interopKey), "-quiet", "-nocommands"}, flags...)...)
-			toServer := randomBytes(interopSize)
-			go func() { p.stdin.Write(toServer) }()
-			c := <-accepted
-			toClient := randomBytes(interopSize)
-			got, err := serveExchange(t, c, toClient, len(toServer))
-			if err != nil {
-				t.Fatalf("exchange: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
-			}
-			c.Close()
-			p.wait(t)
-			if sum(got) != sum(toServer) || sum(p.stdout.Bytes()) != sum(toClient) {
-				t.Fatal("data mismatch")
-			}
+			c := clientExchange(t, bin, append([]string{"s_client", "-connect", addr, "-psk", hex.EncodeToString(interopKey), "-quiet", "-nocommands"}, flags...), accepted)
 			if st := c.ConnectionState(); st.Version != tc.want || st.CipherSuite != tc.suite {
 				t.Fatalf("state %+v", st)
 			}
@@ -160,33 +134,8 @@ func TestTLS12OpenSSLVersionNegotiation(t *testing.T) {
 func TestTLS12OpenSSLSeesDowngradeSentinel(t *testing.T) {
 	bin := needPeer(t, "openssl")
 	ours, accepted := listenOurs(t, &Config{Key: interopKey})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		a, err := l.Accept()
-		if err != nil {
-			return
-		}
-		defer a.Close()
-		b, err := net.Dial("tcp", ours)
-		if err != nil {
-			return
-		}
-		defer b.Close()
-		hdr := make([]byte, recordHeaderLen)
-		if _, err := io.ReadFull(a, hdr); err != nil {
-			return
-		}
-		body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
-		io.ReadFull(a, body)
-		b.Write(stripVersions(t, append(hdr, body...)))
-		go io.Copy(b, a)
-		io.Copy(a, b)
-	}()
-	p := startPeer(t, bin, "s_client", "-connect", l.Addr().String(), "-psk", hex.EncodeToString(interopKey), "-quiet", "-nocommands")
+	front := downgrader(t, ours)
+	p := startPeer(t, bin, "s_client", "-connect", front, "-psk", hex.EncodeToString(interopKey), "-quiet", "-nocommands")
 	p.stdin.Write([]byte("must not arrive\n"))
 	c := <-accepted
 	_, rerr := c.Read(make([]byte, 10))
@@ -246,4 +195,39 @@ func TestTLS12OpenSSLRenegotiationRefused(t *testing.T) {
 	if st := c.ConnectionState(); st.Version != VersionTLS12 {
 		t.Fatalf("state %+v", st)
 	}
+}
+
+// downgrader is a machine in the middle in front of target: it strips
+// supported_versions (and pre_shared_key) from the first ClientHello, so
+// the server sees a TLS 1.2 client, and relays the rest untouched. It
+// returns the address to connect to.
+func downgrader(t *testing.T, target string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		a, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer a.Close()
+		b, err := net.Dial("tcp", target)
+		if err != nil {
+			return
+		}
+		defer b.Close()
+		hdr := make([]byte, recordHeaderLen)
+		if _, err := io.ReadFull(a, hdr); err != nil {
+			return
+		}
+		body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+		io.ReadFull(a, body)
+		b.Write(stripVersions(t, append(hdr, body...)))
+		go io.Copy(b, a)
+		io.Copy(a, b)
+	}()
+	return l.Addr().String()
 }

@@ -38,42 +38,74 @@ var stunnelSuites = []string{"PSK-AES128-GCM-SHA256", "ECDHE-PSK-CHACHA20-POLY13
 func TestTLS12StunnelClientToOurServer(t *testing.T) {
 	for _, suite := range stunnelSuites {
 		t.Run(suite, func(t *testing.T) {
-			ours, accepted := listenOurs(t, &Config{Identity: "stunnel-id", Key: interopKey})
-			front, _ := freePort(t)
-			p := startStunnel(t, fmt.Sprintf("client = yes\naccept = %s\nconnect = %s\nciphers = %s\nsslVersionMax = TLSv1.2\n", front, ours, suite))
-			plain, err := net.Dial("tcp", front)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer plain.Close()
-			plain.SetDeadline(time.Now().Add(interopTimeout))
-			toServer, toClient := randomBytes(interopSize), randomBytes(interopSize)
-			go plain.Write(toServer)
-			var c *Conn
-			select {
-			case c = <-accepted:
-			case <-time.After(interopTimeout):
-				t.Fatalf("no connection\n%s", tail(p.stderr.Bytes()))
-			}
-			got := make(chan []byte, 1)
-			go func() {
-				b := make([]byte, len(toClient))
-				io.ReadFull(plain, b)
-				got <- b
-			}()
-			fromClient, err := serveExchange(t, c, toClient, len(toServer))
-			if err != nil {
-				t.Fatalf("exchange: %v\n%s", err, tail(p.stderr.Bytes()))
-			}
-			if sum(fromClient) != sum(toServer) || sum(<-got) != sum(toClient) {
-				t.Fatal("data mismatch")
-			}
+			c, _ := stunnelClientToOurs(t, &Config{Identity: "stunnel-id", Key: interopKey}, "ciphers = "+suite+"\nsslVersionMax = TLSv1.2\n")
 			st := c.ConnectionState()
 			if st.Version != VersionTLS12 || CipherSuiteName(st.CipherSuite) != suite || st.PSKIdentity != "stunnel-id" {
 				t.Fatalf("state %+v", st)
 			}
 		})
 	}
+}
+
+// stunnelClientToOurs runs plain TCP -> stunnel (client) -> our server and
+// moves interopSize bytes each way.
+func stunnelClientToOurs(t *testing.T, cfg *Config, opts string) (*Conn, *peer) {
+	t.Helper()
+	ours, accepted := listenOurs(t, cfg)
+	front, _ := freePort(t)
+	p := startStunnel(t, fmt.Sprintf("client = yes\naccept = %s\nconnect = %s\n%s", front, ours, opts))
+	plain, err := net.Dial("tcp", front)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { plain.Close() })
+	plain.SetDeadline(time.Now().Add(interopTimeout))
+	toServer, toClient := randomBytes(interopSize), randomBytes(interopSize)
+	go plain.Write(toServer)
+	var c *Conn
+	select {
+	case c = <-accepted:
+	case <-time.After(interopTimeout):
+		t.Fatalf("no connection\n%s", tail(p.stderr.Bytes()))
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b := make([]byte, len(toClient))
+		io.ReadFull(plain, b)
+		got <- b
+	}()
+	fromClient, err := serveExchange(t, c, toClient, len(toServer))
+	if err != nil {
+		t.Fatalf("exchange: %v\n%s", err, tail(p.stderr.Bytes()))
+	}
+	if sum(fromClient) != sum(toServer) || sum(<-got) != sum(toClient) {
+		t.Fatal("data mismatch")
+	}
+	return c, p
+}
+
+// ourClientToStunnel runs our client -> stunnel (server) -> plain echo and
+// moves interopSize bytes each way.
+func ourClientToStunnel(t *testing.T, cfg *Config, opts string) ConnectionState {
+	t.Helper()
+	front, _ := freePort(t)
+	p := startStunnel(t, fmt.Sprintf("accept = %s\nconnect = %s\n%s", front, echoServer(t), opts))
+	c, err := Dial("tcp", front, cfg)
+	if err != nil {
+		t.Fatalf("dial: %v\n%s", err, tail(p.stderr.Bytes()))
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(interopTimeout))
+	data := randomBytes(interopSize)
+	go c.Write(data)
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if sum(got) != sum(data) {
+		t.Fatal("echo differs")
+	}
+	return c.ConnectionState()
 }
 
 // echoServer runs a plain TCP echo server for stunnel to forward to.
@@ -99,26 +131,10 @@ func echoServer(t *testing.T) string {
 func TestTLS12OurClientToStunnelServer(t *testing.T) {
 	for _, suite := range stunnelSuites {
 		t.Run(suite, func(t *testing.T) {
-			front, _ := freePort(t)
-			p := startStunnel(t, fmt.Sprintf("accept = %s\nconnect = %s\nciphers = %s\nsslVersionMax = TLSv1.2\n", front, echoServer(t), suite))
 			id, _ := CipherSuiteByName(suite)
-			c, err := Dial("tcp", front, &Config{Identity: "stunnel-id", Key: interopKey, CipherSuites: []uint16{id}})
-			if err != nil {
-				t.Fatalf("dial: %v\n%s", err, tail(p.stderr.Bytes()))
-			}
-			defer c.Close()
-			c.SetDeadline(time.Now().Add(interopTimeout))
-			if st := c.ConnectionState(); st.Version != VersionTLS12 || st.CipherSuite != id {
+			st := ourClientToStunnel(t, &Config{Identity: "stunnel-id", Key: interopKey, CipherSuites: []uint16{id}}, "ciphers = "+suite+"\nsslVersionMax = TLSv1.2\n")
+			if st.Version != VersionTLS12 || st.CipherSuite != id {
 				t.Fatalf("state %+v", st)
-			}
-			data := randomBytes(interopSize)
-			go c.Write(data)
-			got := make([]byte, len(data))
-			if _, err := io.ReadFull(c, got); err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			if sum(got) != sum(data) {
-				t.Fatal("echo differs")
 			}
 		})
 	}

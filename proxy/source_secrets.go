@@ -48,7 +48,7 @@ func (s *PSKSecretsSource) FirstIdentity() string {
 
 // Reload re-reads the file; on error the previous keys stay.
 func (s *PSKSecretsSource) Reload() error {
-	if err := checkSecretFile(s.path); err != nil {
+	if err := CheckSecretFile(s.path); err != nil {
 		return err
 	}
 	f, err := os.Open(s.path)

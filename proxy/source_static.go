@@ -110,9 +110,9 @@ func ParseHexKey(s string) ([]byte, error) {
 	return k, nil
 }
 
-// checkSecretFile refuses a file that group or others may read or write:
-// a PSK file is a secret, like a share file.
-func checkSecretFile(path string) error {
+// CheckSecretFile refuses a file that is not regular or that group or
+// others may read or write: a PSK file is a secret, like a share file.
+func CheckSecretFile(path string) error {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return err
@@ -145,7 +145,7 @@ func NewFileSource(identity, path string) (*FileSource, error) {
 
 // Reload re-reads the file.
 func (s *FileSource) Reload() error {
-	if err := checkSecretFile(s.path); err != nil {
+	if err := CheckSecretFile(s.path); err != nil {
 		return err
 	}
 	b, err := os.ReadFile(s.path)

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/tlspsk"
 )
 
@@ -247,18 +248,14 @@ func tlsDescribe(st tlspsk.ConnectionState) string {
 
 // tlsLoadPSKFile reads "identity:hexkey" lines or a single hex key.
 func tlsLoadPSKFile(path, identity string) (map[string][]byte, error) {
+	if err := proxy.CheckSecretFile(path); err != nil {
+		return nil, err
+	}
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer fh.Close()
-	// A PSK file is a secret, like a share file: refuse one that group or
-	// others can read.
-	if fi, err := fh.Stat(); err != nil {
-		return nil, err
-	} else if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%s has mode %04o: a PSK file must not be accessible to group or others (chmod 600 %s)", path, perm, path)
-	}
 	keys := map[string][]byte{}
 	sc := bufio.NewScanner(fh)
 	n := 0

@@ -34,14 +34,6 @@ func putBuf(bp *[]byte) {
 
 type closeWriter interface{ CloseWrite() error }
 
-// recordWriterTo is the part of *tlspsk.Conn that writes decrypted
-// records to w from the connection's own buffer, so the copy needs no
-// buffer of ours and holds none while the peer is quiet. It returns nil at
-// a clean end (close_notify or EOF).
-type recordWriterTo interface {
-	WriteTo(w io.Writer) (int64, error)
-}
-
 // pipe carries bytes both ways between a (the listener side) and b (the
 // destination side), one goroutine per direction, until both directions
 // end. An EOF in one direction is passed on as a half-close (CloseWrite) so
@@ -80,11 +72,9 @@ func pipe(a, b net.Conn, idle time.Duration, fwd, rev prometheus.Counter) {
 func copyHalf(dst, src net.Conn, ctr prometheus.Counter, last *atomic.Int64) error {
 	var err error
 	if tc, ok := src.(*tlspsk.Conn); ok {
-		if wt, ok := any(tc).(recordWriterTo); ok {
-			_, err = wt.WriteTo(&countingWriter{w: dst, ctr: ctr, last: last})
-		} else {
-			err = copyBuffered(dst, src, ctr, last)
-		}
+		// Records go to dst from tlspsk's own buffer, which it gives back
+		// while the peer is quiet; nil at close_notify or EOF.
+		_, err = tc.WriteTo(&countingWriter{w: dst, ctr: ctr, last: last})
 	} else if done, rerr := copyReady(dst, src, ctr, last); done {
 		err = rerr
 	} else {

@@ -13,21 +13,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/mcbn/mcbn/tlspsk"
 )
-
-// tlsWritesTo says whether *tlspsk.Conn writes its records itself, so that
-// the TLS-source half of a tunnel holds no copy buffer either.
-func tlsWritesTo() bool {
-	_, ok := any((*tlspsk.Conn)(nil)).(recordWriterTo)
-	return ok
-}
 
 // TestTCPIdleTunnelsHoldNoCopyBuffer opens 200 tunnels through a server
 // and a client proxy, lets some carry a burst and all carry a byte, then
-// leaves them idle: no half whose source is a plain socket may hold a copy
-// buffer, nor (once tlspsk has WriteTo) one whose source is TLS. The
+// leaves them idle: no half may hold a copy buffer, whether its source is
+// a plain socket (read when readable) or TLS (tlspsk's WriteTo). The
 // count is of buffers taken from the pool and not given back, not of
 // memory, so it does not depend on the machine or the GC.
 func TestTCPIdleTunnelsHoldNoCopyBuffer(t *testing.T) {
@@ -84,14 +75,7 @@ func TestTCPIdleTunnelsHoldNoCopyBuffer(t *testing.T) {
 		}
 	})
 
-	want := int64(0)
-	if !tlsWritesTo() {
-		// Until tlspsk has WriteTo the TLS-source half of each tunnel
-		// reads into a buffer of ours and holds it: one per tunnel per
-		// proxy. The plain-source halves must still hold none.
-		want = 2 * tunnels
-		t.Logf("tlspsk.Conn has no WriteTo: expecting %d buffers, all in TLS-source halves", want)
-	}
+	const want = 0
 	waitFor(t, 5*time.Second, "idle tunnels to give their copy buffers back", func() bool {
 		return bufsOut.Load()-base == want
 	})

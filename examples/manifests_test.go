@@ -1,7 +1,6 @@
 package examples_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"io"
@@ -220,67 +219,5 @@ func TestCloudBuild(t *testing.T) {
 	}
 	if !sawPush {
 		t.Error("no step runs go run ./build/image with --out and --push")
-	}
-}
-
-// The Dockerfile: known instructions only, a build stage with a static
-// reproducible build, a final stage that is distroless, non-root, and has
-// an exec-form entrypoint.
-func TestDockerfile(t *testing.T) {
-	f, err := os.Open(filepath.Join("..", "Dockerfile"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	known := map[string]bool{"FROM": true, "ARG": true, "WORKDIR": true, "COPY": true, "RUN": true, "USER": true, "LABEL": true, "ENTRYPOINT": true, "CMD": true, "ENV": true}
-	var instrs []string
-	var lines []string
-	sc := bufio.NewScanner(f)
-	cont := false
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		if cont {
-			lines[len(lines)-1] += " " + strings.TrimSuffix(line, "\\")
-		} else {
-			word := strings.Fields(line)[0]
-			if !known[word] {
-				t.Errorf("unknown instruction %q", word)
-			}
-			instrs = append(instrs, word)
-			lines = append(lines, strings.TrimSuffix(line, "\\"))
-		}
-		cont = strings.HasSuffix(line, "\\")
-	}
-	all := strings.Join(lines, "\n")
-	mustContain(t, "Dockerfile", all, "CGO_ENABLED=0", "-trimpath", "-buildid=", "COPY --from=build", "distroless/static", "USER 65532:65532")
-	var froms, last int
-	for i, in := range instrs {
-		if in == "FROM" {
-			froms++
-			last = i
-		}
-	}
-	if froms < 2 {
-		t.Errorf("%d stages, want a multi-stage build", froms)
-	}
-	final := lines[last:]
-	var entry string
-	for _, l := range final {
-		if strings.HasPrefix(l, "ENTRYPOINT ") {
-			entry = strings.TrimPrefix(l, "ENTRYPOINT ")
-		}
-		if strings.HasPrefix(l, "RUN ") {
-			t.Error("the final stage runs a command: it has no shell")
-		}
-	}
-	var argv []string
-	if err := json.Unmarshal([]byte(entry), &argv); err != nil || argv[0] != "/mcbn" {
-		t.Errorf("ENTRYPOINT %q is not the exec form of /mcbn", entry)
-	}
-	if b, err := os.ReadFile(filepath.Join("..", ".dockerignore")); err != nil || !strings.Contains(string(b), ".git") {
-		t.Error(".dockerignore missing or does not exclude .git")
 	}
 }

@@ -25,7 +25,8 @@ func csClaims() map[string]any {
 			"confidential_space": map[string]any{"support_attributes": []any{"LATEST", "STABLE", "USABLE"}},
 			"container": map[string]any{"image_digest": csDigest,
 				"image_reference": "europe-docker.pkg.dev/operator-prod/mcbn/mcbn-proxy@" + csDigest,
-				"args":            []any{"/mcbn", "proxy", "server", "--config", "/etc/mcbn/server.yaml"}},
+				"cmd_override":    nil, "env_override": nil,
+				"args": []any{"/mcbn", "proxy", "server", "--config", "/etc/mcbn/proxy.yaml"}},
 			"gce": map[string]any{"project_id": "operator-prod", "zone": "europe-west4-a"},
 		},
 	}
@@ -67,6 +68,12 @@ func TestConfidentialSpacePolicies(t *testing.T) {
 		"no secure boot":   sub([]string{"secboot"}, false),
 		"other account":    sub([]string{"google_service_accounts"}, []any{"x@y.iam.gserviceaccount.com"}),
 		"other issuer":     sub([]string{"iss"}, "https://evil.example"),
+		"no hwmodel":       sub([]string{"hwmodel"}, nil),
+		// The operator's launch choices (trust-model review, finding 1).
+		"cmd override":  sub([]string{"submods", "container", "cmd_override"}, []any{"client", "--listen", "tcp://0.0.0.0:19080"}),
+		"env override":  sub([]string{"submods", "container", "env_override"}, map[string]any{"MCBN_PROXY_CONNECT": "tcp://attacker:80"}),
+		"other argv":    sub([]string{"submods", "container", "args"}, []any{"/mcbn", "proxy", "server", "--config", "/tmp/other.yaml"}),
+		"no cmd claims": sub([]string{"submods", "container"}, map[string]any{"image_digest": csDigest}),
 	}
 	for name, c := range refused {
 		if evalFile(t, "production.cel", c) {
@@ -82,7 +89,17 @@ func TestConfidentialSpacePolicies(t *testing.T) {
 	if evalFile(t, "staging-debug.cel", csClaims()) {
 		t.Error("staging-debug.cel accepts the production project")
 	}
+	stagingDebug["submods"].(map[string]any)["container"].(map[string]any)["cmd_override"] = []any{"client"}
+	if evalFile(t, "staging-debug.cel", stagingDebug) {
+		t.Error("staging-debug.cel accepts a command override")
+	}
 	readme := readExample(t, "confidential-space", "README.md")
-	mustContain(t, "confidential-space/README.md", readme, "tee-image-reference", "tee-restart-policy", "tee-container-log-redirect", "tee-cmd")
-	mustContain(t, "deploy.sh", readExample(t, "confidential-space", "deploy.sh"), "tee-image-reference=", "confidential-space-images", "--shielded-secure-boot")
+	mustContain(t, "confidential-space/README.md", readme, "tee-image-reference", "tee-restart-policy", "tee-container-log-redirect", "--bake")
+	deploy := readExample(t, "confidential-space", "deploy.sh")
+	mustContain(t, "deploy.sh", deploy, "tee-image-reference=", "confidential-space-images", "--shielded-secure-boot", "mcbn-proxy-server@sha256")
+	for _, launchChoice := range []string{"tee-cmd", "tee-env-"} {
+		if strings.Contains(strings.ReplaceAll(deploy, "# ", ""), launchChoice+"=") {
+			t.Errorf("deploy.sh passes %s: the baked image refuses it and so do the policies", launchChoice)
+		}
+	}
 }

@@ -20,8 +20,10 @@ func productionClaims(digest string) map[string]any {
 		"google_service_accounts": []any{"runner@prod-project.iam.gserviceaccount.com"},
 		"submods": map[string]any{
 			"confidential_space": map[string]any{"support_attributes": []any{"LATEST", "STABLE", "USABLE"}},
-			"container":          map[string]any{"image_digest": digest, "image_reference": "us-docker.pkg.dev/p/r/mcbn@" + digest},
-			"gce":                map[string]any{"project_id": "prod-project", "zone": "us-central1-a"},
+			"container": map[string]any{"image_digest": digest, "image_reference": "us-docker.pkg.dev/p/r/mcbn@" + digest,
+				"cmd_override": nil, "env_override": nil, "env": map[string]any{"PATH": "/"},
+				"args": []any{"/mcbn", "proxy", "server", "--config", "/etc/mcbn/proxy.yaml"}},
+			"gce": map[string]any{"project_id": "prod-project", "zone": "us-central1-a"},
 		},
 	}
 }
@@ -40,6 +42,7 @@ func TestConfidentialSpacePolicy(t *testing.T) {
 	text, err := ConfidentialSpacePolicy(CSPolicyOptions{
 		ImageDigests: []string{testDigest, other}, Projects: []string{"prod-project"},
 		ServiceAccounts: []string{"runner@prod-project.iam.gserviceaccount.com"},
+		Args:            []string{"/mcbn", "proxy", "server", "--config", "/etc/mcbn/proxy.yaml"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -61,6 +64,24 @@ func TestConfidentialSpacePolicy(t *testing.T) {
 		"other SA":      func(c map[string]any) { c["google_service_accounts"] = []any{"x@y.iam.gserviceaccount.com"} },
 		"no support attrs": func(c map[string]any) {
 			delete(c["submods"].(map[string]any)["confidential_space"].(map[string]any), "support_attributes")
+		},
+		"shielded VM, no TEE": func(c map[string]any) { c["hwmodel"] = "GCP_SHIELDED_VM" },
+		"no hwmodel":          func(c map[string]any) { delete(c, "hwmodel") },
+		"unknown hwmodel":     func(c map[string]any) { c["hwmodel"] = "GCP_SOMETHING_NEW" },
+		"secure boot off":     func(c map[string]any) { c["secboot"] = false },
+		"no secboot":          func(c map[string]any) { delete(c, "secboot") },
+		// The operator's launch choices (trust-model review, finding 1).
+		"cmd override": func(c map[string]any) {
+			attest.SetClaim([]any{"client", "--listen", "tcp://0.0.0.0:19080"}, "submods", "container", "cmd_override")(c)
+		},
+		"env override": func(c map[string]any) {
+			attest.SetClaim(map[string]any{"MCBN_PROXY_CONNECT": "tcp://attacker:80"}, "submods", "container", "env_override")(c)
+		},
+		"other args": func(c map[string]any) {
+			attest.SetClaim([]any{"/mcbn", "proxy", "server", "--config", "/tmp/evil.yaml"}, "submods", "container", "args")(c)
+		},
+		"no cmd_override claim": func(c map[string]any) {
+			delete(c["submods"].(map[string]any)["container"].(map[string]any), "cmd_override")
 		},
 	}
 	for name, m := range mutations {
@@ -89,7 +110,10 @@ func TestPolicyAgainstDevTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	prod, _ := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}})
+	prod, err := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}, AnyProject: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ok, _ := evalPolicy(t, prod, claims.Raw); ok {
 		t.Fatal("production policy accepted a dev attester token")
 	}
@@ -104,7 +128,11 @@ func TestPolicyGeneratorRejectsBadInput(t *testing.T) {
 		{ImageDigests: []string{"sha256:abc"}},
 		{ImageDigests: []string{testDigest + "' || true || '"}},
 		{ImageDigests: []string{testDigest}, Projects: []string{"a' || true"}},
-		{ImageDigests: []string{testDigest}, ServiceAccounts: []string{"nobody"}},
+		{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}, ServiceAccounts: []string{"nobody"}},
+		{ImageDigests: []string{testDigest}},                                                       // no project, no --any-project
+		{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}, AnyProject: true}, // both
+		{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}, Args: []string{"a' || true || '"}},
+		{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}, AllowCmdOverride: []string{"x\\"}},
 	} {
 		if _, err := ConfidentialSpacePolicy(o); err == nil {
 			t.Errorf("%+v accepted", o)
@@ -145,5 +173,42 @@ func TestCompilePolicyErrors(t *testing.T) {
 	p, _ = CompilePolicy("request.remote_ip == '127.0.0.1' && request.time > timestamp('2020-01-01T00:00:00Z')", 0)
 	if ok, err := p.Eval(context.Background(), nil, RequestInfo{Time: time.Now(), RemoteIP: "127.0.0.1"}); !ok || err != nil {
 		t.Fatalf("request policy: %v %v", ok, err)
+	}
+}
+
+// An override the participant listed is accepted exactly as listed and in
+// no other form; an empty override list counts as none.
+func TestConfidentialSpacePolicyCmdOverride(t *testing.T) {
+	allowed := []string{"server", "--config", "/etc/mcbn/b.yaml"}
+	text, err := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}, AllowCmdOverride: allowed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(v any) map[string]any {
+		c := productionClaims(testDigest)
+		attest.SetClaim(v, "submods", "container", "cmd_override")(c)
+		return c
+	}
+	if ok, err := evalPolicy(t, text, set([]any{"server", "--config", "/etc/mcbn/b.yaml"})); !ok || err != nil {
+		t.Fatalf("the allowed override was refused: %v\n%s", err, text)
+	}
+	for name, v := range map[string]any{
+		"none":         nil,
+		"other config": []any{"server", "--config", "/etc/mcbn/c.yaml"},
+		"extra flag":   []any{"server", "--config", "/etc/mcbn/b.yaml", "--connect", "tcp://x:1"},
+	} {
+		if ok, _ := evalPolicy(t, text, set(v)); ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	strict, err := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}, Projects: []string{"prod-project"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := evalPolicy(t, strict, set([]any{})); !ok || err != nil {
+		t.Fatalf("an empty override list was refused: %v", err)
+	}
+	if ok, _ := evalPolicy(t, strict, set([]any{"client"})); ok {
+		t.Fatal("an override was accepted by a policy that allows none")
 	}
 }

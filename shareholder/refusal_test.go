@@ -117,7 +117,7 @@ func TestRefusals(t *testing.T) {
 			body: func(t *testing.T, c *conn) []byte { return requestBody(mint(t, aud, c.nonce)) }},
 		{name: "production policy refuses a dev token", reason: ReasonPolicyDenied, check: "policy_false",
 			setup: func(t *testing.T) {
-				p, err := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}})
+				p, err := ConfidentialSpacePolicy(CSPolicyOptions{ImageDigests: []string{testDigest}, AnyProject: true})
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,13 +18,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 )
 
-// The issue's proof: two separate builds of the binary, each packed into
-// the images, give the same digests. The source is snapshotted once and
-// copied to two different directories, so the builds see the same commit
-// (the working tree is shared and may change meanwhile) from two different
-// paths (which -trimpath must hide). A build takes most of a minute here,
-// so it is skipped under -short. With MCBN_IMAGE_FRESH_CACHE=1 the second
-// build also uses an empty GOCACHE (slower, proves more).
+// One commit, two documented paths, one digest: a git checkout (the
+// creation time from git) and a `git archive` export (no .git; the time
+// recorded by export-subst), each in a directory of its own (which
+// -trimpath must hide), each building its own binary, including a baked
+// deployment image. Both are made from HEAD, so uncommitted changes in the
+// working tree are not what is compared. A build takes most of a minute
+// here, so it is skipped under -short. With MCBN_IMAGE_FRESH_CACHE=1 the
+// second build also uses an empty GOCACHE (slower, proves more).
 func TestReproducibleImages(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary twice; skipped under -short")
@@ -32,23 +34,44 @@ func TestReproducibleImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snap := filepath.Join(t.TempDir(), "checkout-a")
-	if err := copyTree(src, snap); err != nil {
+	if _, err := os.Stat(filepath.Join(src, ".git")); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI runs from a git checkout, but %s has no .git", src)
+		}
+		t.Skip("not a git checkout: the two documented paths both start from git")
+	}
+	checkout := filepath.Join(t.TempDir(), "checkout")
+	gitRun(t, src, "clone", "--quiet", "--no-hardlinks", src, checkout)
+	export := filepath.Join(t.TempDir(), "elsewhere", "export")
+	if err := os.MkdirAll(export, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "src.tar")
+	gitRun(t, src, "archive", "--format=tar", "-o", archive, "HEAD")
+	if out, err := exec.Command("tar", "-xf", archive, "-C", export).CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	created := time.Unix(1700000000, 0).UTC()
 	var digests [2][]string
 	var layouts [2][]byte
-	for i := range 2 {
-		root := snap
-		if i == 1 {
-			root = filepath.Join(t.TempDir(), "elsewhere", "checkout-b")
-			if err := copyTree(snap, root); err != nil {
-				t.Fatal(err)
-			}
+	var epochs [2]int64
+	for i, root := range []string{checkout, export} {
+		epoch, how, warning, err := resolveEpoch(-1, root)
+		if err != nil {
+			t.Fatalf("%s: %v", root, err)
 		}
+		if warning != "" {
+			t.Errorf("%s: %s", root, warning)
+		}
+		want := epochSource("git commit time")
+		if i == 1 {
+			want = epochFile + " (git archive)"
+		}
+		if how != want {
+			t.Errorf("path %d took the time from %q, want %q", i, how, want)
+		}
+		epochs[i] = epoch
 		bin := filepath.Join(t.TempDir(), "build", "mcbn")
 		if i == 1 && os.Getenv("MCBN_IMAGE_FRESH_CACHE") == "1" {
 			t.Setenv("GOCACHE", t.TempDir())
@@ -56,7 +79,11 @@ func TestReproducibleImages(t *testing.T) {
 		if err := buildBinary(ctx, root, bin, "amd64", "test"); err != nil {
 			t.Fatal(err)
 		}
-		imgs, err := buildImages(bin, "amd64", created)
+		b, err := readBake(filepath.Join(root, "examples", "confidential-space", "server"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		imgs, err := buildImages(bin, "amd64", time.Unix(epoch, 0).UTC(), b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,10 +97,13 @@ func TestReproducibleImages(t *testing.T) {
 			digests[i] = append(digests[i], im.name+" "+d.String())
 		}
 		if i == 0 {
-			checkImages(t, out, imgs, root)
+			checkImages(t, out, imgs, root, time.Unix(epoch, 0))
 		}
 	}
-	t.Logf("digests: %v", digests[0])
+	t.Logf("epoch %d, digests: %v", epochs[0], digests[0])
+	if epochs[0] != epochs[1] {
+		t.Fatalf("the checkout and the archive give different creation times: %d and %d", epochs[0], epochs[1])
+	}
 	if strings.Join(digests[0], ",") != strings.Join(digests[1], ",") {
 		t.Fatalf("two builds differ:\n%v\n%v", digests[0], digests[1])
 	}
@@ -82,9 +112,18 @@ func TestReproducibleImages(t *testing.T) {
 	}
 }
 
+func gitRun(t *testing.T, dir string, args ...string) {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("git %v: %v\n%s", args, err, out)
+	}
+}
+
 // checkImages reads the layout back and checks what the issue asks of the
 // images: non-root, no shell, a static binary, CA roots, fixed metadata.
-func checkImages(t *testing.T, dir string, imgs []namedImage, root string) {
+func checkImages(t *testing.T, dir string, imgs []namedImage, root string, created time.Time) {
 	t.Helper()
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
@@ -106,12 +145,12 @@ func checkImages(t *testing.T, dir string, imgs []namedImage, root string) {
 			t.Fatal(err)
 		}
 		cf, _ := img.ConfigFile()
-		if cf.Config.User != "65532:65532" || cf.Config.Entrypoint[0] != "/mcbn" || !cf.Created.Time.Equal(time.Unix(1700000000, 0)) {
+		if cf.Config.User != "65532:65532" || cf.Config.Entrypoint[0] != "/mcbn" || !cf.Created.Time.Equal(created) {
 			t.Errorf("%s: config %+v created %v", imgs[i].name, cf.Config, cf.Created)
 		}
 	}
 	img, _ := idx.Image(im.Manifests[0].Digest)
-	files := layerFiles(t, img)
+	files := layerFiles(t, img, created)
 	if _, ok := files["bin/sh"]; ok {
 		t.Error("the image has a shell")
 	}
@@ -132,39 +171,23 @@ func checkImages(t *testing.T, dir string, imgs []namedImage, root string) {
 	}
 }
 
-// copyTree copies the module's regular files (not .git or other hidden
-// directories) from src to dst.
-func copyTree(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		if d.IsDir() {
-			if rel != "." && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dst, rel), b, 0o644)
-	})
-}
-
 // layerFiles reads the single layer of img, checking each header is fixed.
-func layerFiles(t *testing.T, img v1.Image) map[string][]byte {
+func layerFiles(t *testing.T, img v1.Image, created time.Time) map[string][]byte {
 	t.Helper()
 	layers, _ := img.Layers()
-	if len(layers) != 1 {
-		t.Fatalf("%d layers, want 1", len(layers))
+	files := map[string][]byte{}
+	for _, l := range layers {
+		for k, v := range tarFiles(t, l, created) {
+			files[k] = v
+		}
 	}
-	rc, err := layers[0].Uncompressed()
+	return files
+}
+
+// tarFiles reads one layer, checking each header is fixed.
+func tarFiles(t *testing.T, l v1.Layer, created time.Time) map[string][]byte {
+	t.Helper()
+	rc, err := l.Uncompressed()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +202,7 @@ func layerFiles(t *testing.T, img v1.Image) map[string][]byte {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(time.Unix(1700000000, 0)) {
+		if h.Uname != "" || h.Gname != "" || !h.ModTime.Equal(created) {
 			t.Errorf("%s: header not fixed: %q %q %v", h.Name, h.Uname, h.Gname, h.ModTime)
 		}
 		if h.Uid != 0 && h.Name != "home/nonroot/" {
@@ -214,12 +237,13 @@ func TestDigestDependsOnlyOnInputs(t *testing.T) {
 		t.Fatal("the creation time does not reach the digest")
 	}
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--binary", bin, "--epoch", "0", "--out", t.TempDir()}, &out, io.Discard)
+	err := run(context.Background(), []string{"--binary", bin, "--epoch", "0", "--out", t.TempDir(), "--bake", "../../examples/confidential-space/server"}, &out, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	if len(lines) != 2 || !strings.HasPrefix(lines[0], "mcbn-proxy sha256:") || !strings.HasPrefix(lines[1], "mcbn-shareholder sha256:") {
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "mcbn-proxy sha256:") || !strings.HasPrefix(lines[1], "mcbn-shareholder sha256:") ||
+		!strings.HasPrefix(lines[2], "mcbn-proxy-server sha256:") || !strings.HasSuffix(lines[2], ` args=["/mcbn","proxy","server","--config","/etc/mcbn/proxy.yaml"]`) {
 		t.Fatalf("output %q", out.String())
 	}
 	if !strings.HasSuffix(lines[0], digest(0)) {

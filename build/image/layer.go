@@ -71,18 +71,7 @@ func layerTar(binaryPath string, mtime time.Time) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
 	for _, e := range layerEntries(bin) {
-		h := &tar.Header{
-			Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid,
-			ModTime: mtime, Format: tar.FormatUSTAR,
-			Typeflag: tar.TypeReg, Size: int64(len(e.data)),
-		}
-		if e.dir {
-			h.Typeflag, h.Size = tar.TypeDir, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return nil, fmt.Errorf("%s: %w", e.name, err)
-		}
-		if _, err := tw.Write(e.data); err != nil {
+		if err := writeEntry(tw, e, mtime); err != nil {
 			return nil, err
 		}
 	}
@@ -90,4 +79,22 @@ func layerTar(binaryPath string, mtime time.Time) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// writeEntry writes one entry with every header field fixed: owners by
+// number only, no user or group names, one mtime, USTAR.
+func writeEntry(tw *tar.Writer, e entry, mtime time.Time) error {
+	h := &tar.Header{
+		Name: e.name, Mode: e.mode, Uid: e.uid, Gid: e.gid,
+		ModTime: mtime, Format: tar.FormatUSTAR,
+		Typeflag: tar.TypeReg, Size: int64(len(e.data)),
+	}
+	if e.dir {
+		h.Typeflag, h.Size = tar.TypeDir, 0
+	}
+	if err := tw.WriteHeader(h); err != nil {
+		return fmt.Errorf("%s: %w", e.name, err)
+	}
+	_, err := tw.Write(e.data)
+	return err
 }

@@ -4,7 +4,7 @@
 set -eu
 PROJECT=${PROJECT:-operator-prod}
 ZONE=${ZONE:-europe-west4-a}
-IMAGE=${IMAGE:?set IMAGE to REGISTRY/mcbn-proxy@sha256:...}
+IMAGE=${IMAGE:?set IMAGE to REGISTRY/mcbn-proxy-server@sha256:... (go run ./build/image --bake examples/confidential-space/server)}
 SA=mcbn-runner@$PROJECT.iam.gserviceaccount.com
 
 gcloud iam service-accounts create mcbn-runner --project "$PROJECT"
@@ -15,11 +15,12 @@ gcloud projects add-iam-policy-binding "$PROJECT" \
 gcloud projects add-iam-policy-binding "$PROJECT" \
   --member "serviceAccount:$SA" --role roles/artifactregistry.reader
 
-# '^~^' makes '~' the metadata separator, so tee-cmd's JSON keeps its commas.
+# The image carries its configuration (--bake) and refuses tee-cmd and
+# tee-env-*: the operator picks the VM, never where the traffic goes.
 gcloud compute instances create mcbn-server-proxy \
   --project "$PROJECT" --zone "$ZONE" \
   --machine-type n2d-standard-2 --confidential-compute-type SEV \
   --shielded-secure-boot --maintenance-policy MIGRATE \
   --image-project confidential-space-images --image-family confidential-space \
   --service-account "$SA" --scopes cloud-platform \
-  --metadata "^~^tee-image-reference=$IMAGE~tee-restart-policy=Always~tee-container-log-redirect=true~tee-cmd=[\"server\",\"--config\",\"/etc/mcbn/server.yaml\"]"
+  --metadata "tee-image-reference=$IMAGE,tee-restart-policy=Always,tee-container-log-redirect=true"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,11 +28,20 @@ type Conn struct {
 	out outState
 
 	// Set by the handshake, read-only afterwards.
-	state    ConnectionState
-	suite    *cipherSuite
+	state ConnectionState
+	suite *cipherSuite
+
+	// The exporter secrets, set by the handshake (setExporter) and wiped
+	// by Close, both under exportMu, which ExportKeyingMaterial holds
+	// while it uses them.
+	exportMu sync.Mutex
 	exporter []byte
 	tls12    *exporter12 // TLS 1.2 exporter inputs; nil without EMS
 
+	// closed is set by Close. After it, whoever releases c.in or c.out
+	// last wipes that half's keys (unlockIn, unlockOut): Close itself
+	// cannot wait for a Read or WriteTo that may be blocked, in the
+	// socket or in its writer, while holding c.in.
 	closed atomic.Bool
 }
 
@@ -161,6 +171,10 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		defer func() { close(stop); <-watched }()
 	}
 
+	if c.closed.Load() {
+		return errClosed
+	}
+
 	c.in.Lock()
 	c.out.Lock()
 	c.out.buffering = true
@@ -200,30 +214,115 @@ func (c *Conn) HandshakeContext(ctx context.Context) error {
 		clear(c.in.buf)
 		c.releaseReadBuf()
 	}
-	c.out.Unlock()
-	c.in.Unlock()
+	c.unlockOut()
+	c.unlockIn()
 	return err
 }
 
 // --- closing ---
 
+// errClosed is what Read, Write and the handshake return after Close.
+var errClosed = fmt.Errorf("tlspsk: use of a closed connection: %w", net.ErrClosed)
+
 // Close sends close_notify (unless a Write is in progress) and closes the
-// connection.
+// connection. It wipes the traffic secrets, the exporter secret and the
+// TLS 1.2 master secret and drops the AEADs (as far as Go allows: the
+// AEADs' own key schedules are left to the garbage collector); a half
+// that a Read, Write or WriteTo holds at that moment is wiped when the
+// call returns. Close never waits for those calls.
 func (c *Conn) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return c.conn.Close()
 	}
-	if c.hsDone.Load() && c.out.TryLock() {
+	if c.out.TryLock() {
 		// At the TLS 1.2 record limit one more record (the alert) still
 		// has a nonce of its own, so the peer gets a clean end.
-		if c.out.err == nil || c.out.err == errTLS12Limit {
+		if c.hsDone.Load() && (c.out.err == nil || c.out.err == errTLS12Limit) {
 			c.conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			c.sendAlertLocked(alertCloseNotify)
 		}
-		c.out.err = net.ErrClosed
+		c.wipeOutLocked()
 		c.out.Unlock()
 	}
-	return c.conn.Close()
+	err := c.conn.Close() // ends a Read blocked in the socket
+	if c.in.TryLock() {
+		c.wipeInLocked()
+		c.in.Unlock()
+	}
+	c.exportMu.Lock()
+	c.wipeExporterLocked()
+	c.exportMu.Unlock()
+	return err
+}
+
+// unlockIn releases c.in; after Close, whoever releases it last wipes the
+// read keys. Close sets closed before it tries the lock, so either it gets
+// the lock and wipes, or a holder sees closed after its Unlock and tries;
+// a TryLock fails only while someone else holds the lock, and that one
+// comes here too.
+func (c *Conn) unlockIn() {
+	c.in.Unlock()
+	if c.closed.Load() && c.in.TryLock() {
+		c.wipeInLocked()
+		c.in.Unlock()
+	}
+}
+
+// unlockOut is unlockIn for c.out and the write keys.
+func (c *Conn) unlockOut() {
+	c.out.Unlock()
+	if c.closed.Load() && c.out.TryLock() {
+		c.wipeOutLocked()
+		c.out.Unlock()
+	}
+}
+
+// wipeInLocked zeroes the read keys and the read buffer (it may hold
+// decrypted data) and makes every later read fail. The caller holds c.in.
+func (c *Conn) wipeInLocked() {
+	in := &c.in
+	in.hc.wipe()
+	if in.next != nil {
+		in.next.wipe()
+		in.next = nil
+	}
+	clear(in.buf)
+	c.releaseReadBuf()
+	clear(in.hs)
+	in.hs = nil
+	in.err = errClosed
+}
+
+// wipeOutLocked zeroes the write keys and makes every later write fail.
+// The caller holds c.out.
+func (c *Conn) wipeOutLocked() {
+	c.out.hc.wipe()
+	c.releasePendingLocked()
+	c.releaseWriteBufLocked()
+	c.out.err = errClosed
+}
+
+// wipeExporterLocked zeroes the exporter secrets. The caller holds
+// c.exportMu.
+func (c *Conn) wipeExporterLocked() {
+	wipe(c.exporter)
+	c.exporter = nil
+	if c.tls12 != nil {
+		wipe(c.tls12.master)
+		c.tls12 = nil
+	}
+}
+
+// setExporter keeps the exporter secrets of a finished handshake: the
+// TLS 1.3 exporter master secret, or the TLS 1.2 inputs (nil without the
+// extended master secret). After Close they are wiped at once.
+func (c *Conn) setExporter(exp []byte, e12 *exporter12) {
+	c.exportMu.Lock()
+	defer c.exportMu.Unlock()
+	c.exporter, c.tls12 = exp, e12
+	if c.closed.Load() {
+		c.wipeExporterLocked()
+	}
 }
 
 // CloseWrite sends close_notify and half-closes the socket; the peer's data
@@ -233,7 +332,7 @@ func (c *Conn) CloseWrite() error {
 		return err
 	}
 	c.out.Lock()
-	defer c.out.Unlock()
+	defer c.unlockOut()
 	if c.out.err == errCloseWrite {
 		return nil
 	}
@@ -285,9 +384,25 @@ func (c *Conn) ConnectionState() ConnectionState {
 // or RFC 5705 (TLS 1.2, where a nil context differs from an empty one).
 // For TLS 1.2 it fails without the extended master secret, as RFC 7627 5.4
 // advises: the master secret is then not bound to the handshake.
+//
+// Labels: at TLS 1.3 a label has 1 to 249 bytes (the HkdfLabel label is
+// <7..255> bytes with its "tls13 " prefix, RFC 8446 7.1). At TLS 1.2 a
+// label must not be, start with, or be the start of a PRF label that TLS
+// itself uses ("client finished", "server finished", "master secret",
+// "extended master secret", "key expansion"): RFC 5705 4 and 6 reserve
+// them, and the exporter's PRF input (label || randoms || context) would
+// otherwise overlap the handshake's. Labels beginning with "EXPORTER"
+// (RFC 5705 4) are the safe choice at both versions.
+//
+// After Close it fails: Close wipes the secrets it needs.
 func (c *Conn) ExportKeyingMaterial(label string, context []byte, length int) ([]byte, error) {
 	if !c.hsDone.Load() {
 		return nil, errors.New("tlspsk: ExportKeyingMaterial before the handshake")
+	}
+	c.exportMu.Lock()
+	defer c.exportMu.Unlock()
+	if c.closed.Load() {
+		return nil, errors.New("tlspsk: ExportKeyingMaterial after Close: the exporter secret is wiped")
 	}
 	if c.state.Version == VersionTLS12 {
 		if c.tls12 == nil {
@@ -299,11 +414,39 @@ func (c *Conn) ExportKeyingMaterial(label string, context []byte, length int) ([
 		if len(context) >= 1<<16 {
 			return nil, errors.New("tlspsk: ExportKeyingMaterial context too long")
 		}
+		if reservedLabel12(label) {
+			return nil, fmt.Errorf("tlspsk: ExportKeyingMaterial label %q is reserved at TLS 1.2 (RFC 5705): it collides with a TLS PRF label", label)
+		}
 		e := c.tls12
 		return export12(c.suite.hash, e.master, e.clientRandom, e.serverRandom, label, context, length), nil
 	}
 	if length < 0 || length > 255*c.suite.hash.Size() {
 		return nil, errors.New("tlspsk: ExportKeyingMaterial length out of range")
 	}
+	if len(label) < 1 || len(label) > maxLabel13 {
+		return nil, fmt.Errorf("tlspsk: ExportKeyingMaterial label of %d bytes: TLS 1.3 allows 1 to %d (RFC 8446 7.1)", len(label), maxLabel13)
+	}
 	return exportKeyingMaterial(c.suite.hash, c.exporter, label, context, length), nil
+}
+
+// maxLabel13 is the longest TLS 1.3 label: HkdfLabel.label is at most 255
+// bytes, "tls13 " included.
+const maxLabel13 = 255 - len("tls13 ")
+
+// prfLabels12 are the PRF labels of TLS 1.2 itself (RFC 5246 and 7627),
+// reserved for the exporter by RFC 5705 6.
+var prfLabels12 = []string{"client finished", "server finished", "master secret", "extended master secret", "key expansion"}
+
+// reservedLabel12 reports whether an exporter label is, starts with, or
+// is the start of a TLS 1.2 PRF label. The PRF hashes label || seed as one
+// string, so a label that is a prefix or extension of a TLS label could
+// line up with it given suitable randoms; refusing every such label
+// leaves nothing to analyse. The empty label is the start of all of them.
+func reservedLabel12(label string) bool {
+	for _, l := range prfLabels12 {
+		if strings.HasPrefix(l, label) || strings.HasPrefix(label, l) {
+			return true
+		}
+	}
+	return false
 }

@@ -105,11 +105,8 @@ func TestInteropFailuresOurClient(t *testing.T) {
 	opensslServer := func(extra ...string) func(t *testing.T) (string, *peer) {
 		return func(t *testing.T) (string, *peer) {
 			bin := needPeer(t, "openssl")
-			addr, port := freePort(t)
-			p := startPeer(t, bin, append([]string{"s_server", "-accept", port, "-nocert", "-psk", hex.EncodeToString(interopKey),
+			return startOpenSSLServer(t, bin, append([]string{"-nocert", "-psk", hex.EncodeToString(interopKey),
 				"-naccept", "1", "-rev"}, extra...)...)
-			p.stdout.waitFor(t, "ACCEPT", p)
-			return addr, p
 		}
 	}
 	gnutlsServer := func(t *testing.T) (string, *peer) { return startGnutlsServ(t, DefaultIdentity, interopKey, "") }

@@ -14,6 +14,10 @@ import (
 // both (supported_versions for 1.3, the TLS 1.2 suites beside the 1.3 ones);
 // a server picks the highest version both allow.
 
+// versionSSL30 is SSL 3.0's version number: a hello whose legacy_version
+// is this or lower is refused at once (RFC 8446 D.5).
+const versionSSL30 = 0x0300
+
 // implemented reports whether this build can complete a handshake at v.
 func implemented(v uint16) bool { return v == VersionTLS13 || v == VersionTLS12 }
 
@@ -41,6 +45,11 @@ func (c *Conn) clientVersions() ([]uint16, error) {
 // supported_versions, or TLS 1.2 for a client without it whose
 // legacy_version is 1.2 (RFC 8446 4.2.1).
 func (c *Conn) serverVersion(ch *clientHello) (uint16, error) {
+	// RFC 8446 D.5: a legacy_version of SSL 3.0 or lower is refused even
+	// when supported_versions offers TLS 1.3; no TLS 1.3 client sends it.
+	if ch.legacyVersion <= versionSSL30 {
+		return 0, alertf(alertProtocolVersion, "ClientHello legacy_version is SSL 3.0 or older")
+	}
 	offered := ch.versions
 	if !ch.hasVersions && ch.legacyVersion >= VersionTLS12 {
 		offered = []uint16{VersionTLS12}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -142,8 +143,92 @@ func (p *peer) wait(t testing.TB) error {
 	}
 }
 
-// freePort returns a loopback address that was free a moment ago.
-func freePort(t testing.TB) (string, string) {
+// waitForMatch waits until the buffer matches re and returns the
+// submatches of the first match.
+func (b *syncBuf) waitForMatch(t testing.TB, re *regexp.Regexp, p *peer) []string {
+	t.Helper()
+	deadline := time.After(interopTimeout)
+	for {
+		if m := re.FindSubmatch(b.Bytes()); m != nil {
+			out := make([]string, len(m))
+			for i := range m {
+				out[i] = string(m[i])
+			}
+			return out
+		}
+		select {
+		case <-b.ch:
+		case <-p.done:
+			if re.Match(b.Bytes()) {
+				continue
+			}
+			t.Fatalf("peer exited before printing /%s/: %v\nstdout: %q\nstderr: %q", re, p.err, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
+		case <-deadline:
+			t.Fatalf("peer did not print /%s/\nstdout: %q\nstderr: %q", re, tail(p.stdout.Bytes()), tail(p.stderr.Bytes()))
+		}
+	}
+}
+
+// stop kills the process and waits for it.
+func (p *peer) stop() {
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// Peer servers get their port without a window in which another process
+// could take it (a port found free, closed and handed to the peer is
+// exactly that window, and under load it gets taken: "Address already in
+// use"). openssl s_server and stunnel bind port 0 and print the port the
+// kernel chose; gnutls-serv cannot report one, so it gets a port that was
+// free a moment ago and is started again on a new one when it says the
+// address is in use.
+
+var opensslAcceptRE = regexp.MustCompile(`ACCEPT 127\.0\.0\.1:(\d+)\r?\n`)
+
+// startOpenSSLServer runs openssl s_server on 127.0.0.1, port 0, with
+// args after "s_server -accept ...", and returns the address it listens
+// on.
+func startOpenSSLServer(t testing.TB, bin string, args ...string) (string, *peer) {
+	t.Helper()
+	p := startPeer(t, bin, append([]string{"s_server", "-accept", "127.0.0.1:0"}, args...)...)
+	m := p.stdout.waitForMatch(t, opensslAcceptRE, p)
+	return net.JoinHostPort("127.0.0.1", m[1]), p
+}
+
+// portInUseRetries bounds the restarts of a peer whose port was taken.
+const portInUseRetries = 10
+
+// startGnutlsServer runs gnutls-serv with args(port) until it binds its
+// IPv4 socket, on a new port each time the last one was in use, and
+// returns the loopback address.
+func startGnutlsServer(t testing.TB, bin string, args func(port string) []string) (string, *peer) {
+	t.Helper()
+	return startGnutlsServerPorts(t, bin, args, func() string { return pickPort(t) })
+}
+
+// startGnutlsServerPorts is startGnutlsServer with the ports from pick.
+func startGnutlsServerPorts(t testing.TB, bin string, args func(port string) []string, pick func() string) (string, *peer) {
+	t.Helper()
+	for try := 1; ; try++ {
+		port := pick()
+		p := startPeer(t, bin, args(port)...)
+		re := regexp.MustCompile(`IPv4 0\.0\.0\.0 port ` + port + `\.\.\.(done|[^\n]*failed[^\n]*)`)
+		m := p.stderr.waitForMatch(t, re, p)
+		if m[1] == "done" {
+			return net.JoinHostPort("127.0.0.1", port), p
+		}
+		p.stop()
+		if !strings.Contains(m[1], "in use") || try == portInUseRetries {
+			t.Fatalf("gnutls-serv could not listen on port %s (try %d): %s", port, try, m[1])
+		}
+		t.Logf("gnutls-serv: port %s in use, retrying on another", port)
+	}
+}
+
+// pickPort returns a loopback port that was free a moment ago. Another
+// process may take it before the peer binds it: use it only where a
+// failed bind is retried (startGnutlsServer).
+func pickPort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -151,7 +236,7 @@ func freePort(t testing.TB) (string, string) {
 	}
 	defer l.Close()
 	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return l.Addr().String(), port
+	return port
 }
 
 // listenOurs starts our server on loopback and returns its address and a
@@ -293,11 +378,10 @@ func gnutlsPSKFile(t testing.TB, identity string, key []byte) string {
 // prio is appended to the TLS 1.3 PSK priority string.
 func startGnutlsServ(t testing.TB, identity string, key []byte, prio string) (string, *peer) {
 	bin := needPeer(t, "gnutls-serv")
-	addr, port := freePort(t)
-	p := startPeer(t, bin, "--echo", "--crlf", "-p", port, "--pskpasswd", gnutlsPSKFile(t, identity, key),
-		"--priority", gnutlsPriority+prio)
-	p.stderr.waitFor(t, "IPv4 0.0.0.0 port "+port+"...done", p)
-	return addr, p
+	pskFile := gnutlsPSKFile(t, identity, key)
+	return startGnutlsServer(t, bin, func(port string) []string {
+		return []string{"--echo", "--crlf", "-p", port, "--pskpasswd", pskFile, "--priority", gnutlsPriority + prio}
+	})
 }
 
 // gnutlsPriority restricts GnuTLS to TLS 1.3 with PSK key exchanges.
@@ -334,4 +418,47 @@ func clientExchange(t *testing.T, bin string, args []string, accepted <-chan *Co
 		t.Fatalf("%s received %d bytes, want %d (checksum mismatch)", filepath.Base(bin), len(out), len(toClient))
 	}
 	return c
+}
+
+// The port helpers under the failure they exist for: a port taken by
+// another process. gnutls-serv, handed a taken port first, is restarted on
+// another one; openssl s_server chooses its own port, and the address it
+// reports is the one it serves (stunnel's is proven by its tests).
+func TestPeerPortTaken(t *testing.T) {
+	taken, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	_, takenPort, _ := net.SplitHostPort(taken.Addr().String())
+	t.Run("gnutls-serv", func(t *testing.T) {
+		bin := needPeer(t, "gnutls-serv")
+		pskFile := gnutlsPSKFile(t, "gnu", interopKey)
+		picks := 0
+		addr, p := startGnutlsServerPorts(t, bin, func(port string) []string {
+			return []string{"--echo", "--crlf", "-p", port, "--pskpasswd", pskFile, "--priority", gnutlsPriority}
+		}, func() string {
+			if picks++; picks == 1 {
+				return takenPort
+			}
+			return pickPort(t)
+		})
+		if picks < 2 || strings.HasSuffix(addr, ":"+takenPort) {
+			t.Fatalf("not restarted on another port: %s after %d picks", addr, picks)
+		}
+		c, err := Dial("tcp", addr, &Config{Identity: "gnu", Key: interopKey})
+		if err != nil {
+			t.Fatalf("dial %s: %v\nstderr: %s", addr, err, tail(p.stderr.Bytes()))
+		}
+		c.Close()
+	})
+	t.Run("openssl", func(t *testing.T) {
+		bin := needPeer(t, "openssl")
+		addr, p := startOpenSSLServer(t, bin, "-nocert", "-naccept", "1", "-psk", hex.EncodeToString(interopKey))
+		c, err := Dial("tcp", addr, &Config{Key: interopKey})
+		if err != nil {
+			t.Fatalf("dial %s: %v\nstdout: %s", addr, err, tail(p.stdout.Bytes()))
+		}
+		c.Close()
+	})
 }

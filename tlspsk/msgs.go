@@ -413,9 +413,15 @@ func parseFinished(raw []byte, size int) ([]byte, error) {
 }
 
 // parseKeyUpdate returns whether the peer requests an update from us.
+// A well-formed message with a request_update other than
+// update_not_requested (0) or update_requested (1) is illegal_parameter
+// (RFC 8446 4.6.3); a malformed one is decode_error.
 func parseKeyUpdate(raw []byte) (bool, error) {
-	if len(raw) != 5 || raw[0] != typeKeyUpdate || raw[1] != 0 || raw[2] != 0 || raw[3] != 1 || raw[4] > 1 {
+	if len(raw) != 5 || raw[0] != typeKeyUpdate || raw[1] != 0 || raw[2] != 0 || raw[3] != 1 {
 		return false, alertf(alertDecodeError, "malformed KeyUpdate")
+	}
+	if raw[4] > 1 {
+		return false, alertf(alertIllegalParameter, "KeyUpdate request_update is neither 0 nor 1")
 	}
 	return raw[4] == 1, nil
 }

@@ -60,11 +60,9 @@ func TestOurClientToOpenSSLServer(t *testing.T) {
 	for _, suite := range []string{"TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256", "TLS_AES_256_GCM_SHA384"} {
 		for _, group := range []CurveID{X25519, CurveP256} {
 			t.Run(suite+"/"+group.String(), func(t *testing.T) {
-				addr, port := freePort(t)
 				id, _ := CipherSuiteByName(suite)
-				p := startPeer(t, bin, append([]string{"s_server", "-accept", port, "-nocert", "-tls1_3", "-naccept", "1",
+				addr, p := startOpenSSLServer(t, bin, append([]string{"-nocert", "-tls1_3", "-naccept", "1",
 					"-rev", "-ciphersuites", suite}, opensslPSKArgs(t, interopKey, id)...)...)
-				p.stdout.waitFor(t, "ACCEPT", p)
 				h := crypto.SHA256
 				if id == TLS_AES_256_GCM_SHA384 {
 					h = crypto.SHA384
@@ -127,10 +125,8 @@ func revExchange(t *testing.T, c *Conn) {
 func TestOpenSSLHelloRetryRequest(t *testing.T) {
 	bin := needPeer(t, "openssl")
 	t.Run("openssl_server_asks", func(t *testing.T) {
-		addr, port := freePort(t)
-		p := startPeer(t, bin, "s_server", "-accept", port, "-nocert", "-psk", hex.EncodeToString(interopKey),
+		addr, p := startOpenSSLServer(t, bin, "-nocert", "-psk", hex.EncodeToString(interopKey),
 			"-tls1_3", "-naccept", "1", "-rev", "-groups", "P-256")
-		p.stdout.waitFor(t, "ACCEPT", p)
 		c, err := Dial("tcp", addr, &Config{Key: interopKey, CurvePreferences: []CurveID{X25519, CurveP256}})
 		if err != nil {
 			t.Fatalf("dial: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
@@ -216,13 +212,11 @@ func TestOpenSSLKeyUpdate(t *testing.T) {
 		}
 	})
 	t.Run("we_update", func(t *testing.T) {
-		addr, port := freePort(t)
-		p := startPeer(t, bin, "s_server", "-accept", port, "-nocert", "-psk", hex.EncodeToString(interopKey),
+		addr, p := startOpenSSLServer(t, bin, "-nocert", "-psk", hex.EncodeToString(interopKey),
 			"-tls1_3", "-naccept", "1", "-rev")
-		p.stdout.waitFor(t, "ACCEPT", p)
 		c, err := Dial("tcp", addr, &Config{Key: interopKey})
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("dial: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
 		}
 		defer c.Close()
 		c.SetDeadline(time.Now().Add(interopTimeout))

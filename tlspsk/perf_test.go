@@ -126,8 +126,10 @@ func TestWriteToHalfCloseAndKeyUpdate(t *testing.T) {
 			}
 			// The other direction still works.
 			resp := randomBytes(1<<20 + 3)
+			var sOut, sIn []byte // s's keys before Close wipes them
 			go func() {
 				_, err := s.Write(resp)
+				sOut, sIn = bytes.Clone(s.out.hc.secret), bytes.Clone(s.in.hc.secret)
 				s.Close()
 				errc <- err
 			}()
@@ -140,10 +142,10 @@ func TestWriteToHalfCloseAndKeyUpdate(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tls13 {
-				if bytes.Equal(c.out.hc.secret, c0) || bytes.Equal(s.out.hc.secret, s0) {
+				if bytes.Equal(c.out.hc.secret, c0) || bytes.Equal(sOut, s0) {
 					t.Fatal("keys did not change in both directions")
 				}
-				if !bytes.Equal(c.out.hc.secret, s.in.hc.secret) || !bytes.Equal(s.out.hc.secret, c.in.hc.secret) {
+				if !bytes.Equal(c.out.hc.secret, sIn) || !bytes.Equal(sOut, c.in.hc.secret) {
 					t.Fatal("peers disagree on keys")
 				}
 			}

@@ -158,9 +158,17 @@ func (c *Conn) readOneRecord() error {
 	rec := in.buf[in.off : in.off+recordHeaderLen+n]
 	in.off += len(rec)
 	handshaking := !c.hsDone.Load()
+	// A handshake message split over records must not have records of
+	// another type between its fragments (RFC 8446 5.1). TLS 1.3
+	// protected records are checked once their type is known, below, and
+	// alerts in handleAlert.
+	midMessage := len(in.hs) != 0
+	protected13 := typ == recordApplicationData && in.hc.encrypted() && in.hc.version != VersionTLS12
 
 	// Records that bypass the record protection.
 	switch {
+	case midMessage && typ != recordHandshake && typ != recordAlert && !protected13:
+		return alertf(alertUnexpectedMessage, "record between the fragments of a handshake message")
 	case typ == recordChangeCipherSpec && in.tls12:
 		// TLS 1.2: installs the read keys the handshake prepared.
 		if !handshaking || in.next == nil || n != 1 || rec[5] != 1 {
@@ -183,7 +191,12 @@ func (c *Conn) readOneRecord() error {
 		// protected records of type alert: opened below.)
 		return c.handleAlert(rec[recordHeaderLen:])
 	case typ == recordApplicationData && !in.hc.encrypted():
-		if in.skipEarly >= n {
+		// Only refused 0-RTT data after a HelloRetryRequest is skipped
+		// here: protected records, so never shorter than a tag and a
+		// content type. An empty record would cost the skip budget
+		// nothing and could be repeated without end (RFC 8446 5: no
+		// application data before the handshake keys).
+		if n > aeadTagLen && in.skipEarly >= n {
 			in.skipEarly -= n
 			return errSkip
 		}
@@ -192,14 +205,20 @@ func (c *Conn) readOneRecord() error {
 
 	typ, data, err := in.hc.open(rec)
 	if err != nil {
-		if in.skipEarly >= n && handshaking {
-			in.skipEarly -= n // refused 0-RTT data (RFC 8446 4.2.10)
+		// Refused 0-RTT data (RFC 8446 4.2.10), skipped within a byte
+		// budget; never a record too short to be protected, nor one in
+		// the middle of a handshake message.
+		if n > aeadTagLen && in.skipEarly >= n && handshaking && !midMessage {
+			in.skipEarly -= n
 			return errSkip
 		}
 		return err
 	}
 	if len(data) == 0 && typ != recordApplicationData {
 		return alertf(alertUnexpectedMessage, "empty record")
+	}
+	if midMessage && typ != recordHandshake && typ != recordAlert {
+		return alertf(alertUnexpectedMessage, "record between the fragments of a handshake message")
 	}
 	switch typ {
 	case recordAlert:
@@ -233,6 +252,13 @@ func (c *Conn) handleAlert(b []byte) error {
 	level, desc, ok := parseAlert(b)
 	if !ok {
 		return alertf(alertDecodeError, "malformed alert")
+	}
+	// Between the fragments of a handshake message (RFC 8446 5.1) only a
+	// fatal alert is taken as it is: it ends the connection anyway, and
+	// says why. A warning, user_canceled or close_notify there is a
+	// protocol violation.
+	if len(c.in.hs) != 0 && (level == 1 || desc == alertCloseNotify || desc == alertUserCanceled) {
+		return alertf(alertUnexpectedMessage, "alert between the fragments of a handshake message")
 	}
 	// TLS 1.2 warnings (unrecognized_name, no_renegotiation, ...) are not
 	// fatal (RFC 5246 7.2); a peer gets maxWarningAlerts of them. TLS 1.3
@@ -294,7 +320,11 @@ func (c *Conn) Read(b []byte) (int, error) {
 	}
 	in := &c.in
 	in.Lock()
-	defer in.Unlock()
+	defer c.unlockIn()
+	if c.closed.Load() {
+		c.wipeInLocked() // Close could not: another call held c.in
+		return 0, errClosed
+	}
 	for len(in.input) == 0 {
 		if err := c.nextRecord(true); err != nil {
 			return 0, err
@@ -363,7 +393,11 @@ func (c *Conn) WriteTo(w io.Writer) (int64, error) {
 	}
 	in := &c.in
 	in.Lock()
-	defer in.Unlock()
+	defer c.unlockIn()
+	if c.closed.Load() {
+		c.wipeInLocked()
+		return 0, errClosed
+	}
 	var total int64
 	for {
 		for len(in.input) == 0 {
@@ -439,7 +473,7 @@ func (c *Conn) alertForReadError(err error) {
 			}
 			c.out.err = err
 		}
-		c.out.Unlock()
+		c.unlockOut()
 	}
 }
 
@@ -457,7 +491,7 @@ func (c *Conn) refuseRenegotiation(msg []byte) error {
 		return alertf(alertUnexpectedMessage, "unexpected handshake message after the TLS 1.2 handshake")
 	}
 	c.out.Lock()
-	defer c.out.Unlock()
+	defer c.unlockOut()
 	if c.out.err == nil {
 		if err := c.sendAlertLocked(alertNoRenegotiation); err != nil {
 			c.out.err = err
@@ -509,7 +543,7 @@ func (c *Conn) postHandshake() error {
 						c.out.err = err
 					}
 				}
-				c.out.Unlock()
+				c.unlockOut()
 			}
 			continue
 		}

@@ -71,6 +71,20 @@ func (hc *halfConn) setKeys13(s *cipherSuite, secret []byte) error {
 
 func (hc *halfConn) encrypted() bool { return hc.aead != nil }
 
+// wipe zeroes the traffic secret, IV and nonce and drops the AEAD (whose
+// expanded key Go gives no way to clear; it goes to the garbage
+// collector). The halfConn then no longer protects records: callers set a
+// sticky error first or at the same time, so nothing reads or writes
+// through it.
+func (hc *halfConn) wipe() {
+	wipe(hc.secret)
+	hc.secret = nil
+	clear(hc.iv[:])
+	clear(hc.nonce[:])
+	clear(hc.ad[:])
+	hc.aead = nil
+}
+
 func (hc *halfConn) makeNonce13() []byte {
 	hc.nonce = hc.iv
 	var s [8]byte

@@ -229,7 +229,7 @@ func (hs *client12) finish(sh *serverHello) error {
 	}
 	c.suite = suite
 	if ems {
-		c.tls12 = &exporter12{master: bytes.Clone(master), clientRandom: hs.random, serverRandom: sh.random}
+		c.setExporter(nil, &exporter12{master: bytes.Clone(master), clientRandom: hs.random, serverRandom: sh.random})
 	}
 	c.state = ConnectionState{Version: VersionTLS12, CipherSuite: suite.id, PSKIdentity: hs.identity, Group: group,
 		ExtendedMasterSecret: ems}

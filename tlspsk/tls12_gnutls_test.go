@@ -25,11 +25,10 @@ var gnutlsSuites12 = []struct {
 
 func startGnutlsServ12(t *testing.T, identity string, key []byte, prio string) (string, *peer) {
 	bin := needPeer(t, "gnutls-serv")
-	addr, port := freePort(t)
-	p := startPeer(t, bin, "--echo", "--crlf", "-p", port, "--pskpasswd", gnutlsPSKFile(t, identity, key),
-		"--pskhint", "gnu-hint", "--priority", prio)
-	p.stderr.waitFor(t, "IPv4 0.0.0.0 port "+port+"...done", p)
-	return addr, p
+	pskFile := gnutlsPSKFile(t, identity, key)
+	return startGnutlsServer(t, bin, func(port string) []string {
+		return []string{"--echo", "--crlf", "-p", port, "--pskpasswd", pskFile, "--pskhint", "gnu-hint", "--priority", prio}
+	})
 }
 
 // Our client against gnutls-serv at TLS 1.2, each suite.
@@ -85,13 +84,28 @@ func TestTLS12GnutlsClientToOurServer(t *testing.T) {
 		t.Run(CipherSuiteName(k.suite)+map[bool]string{true: "", false: "/no_ems"}[k.ems], func(t *testing.T) {
 			addr, accepted := listenOurs(t, &Config{Identity: "gnu", Key: interopKey})
 			host, port, _ := splitHostPort(addr)
+			// The exporter is tried once the handshake is done: Close,
+			// at the end of clientExchange, wipes its secret.
+			handshaken := make(chan *Conn, 1)
+			exported := make(chan error, 1)
+			go func() {
+				c := <-accepted
+				if c != nil {
+					err := c.Handshake()
+					if err == nil {
+						_, err = c.ExportKeyingMaterial("EXPORTER-x", nil, 16)
+					}
+					exported <- err
+				}
+				handshaken <- c
+			}()
 			c := clientExchange(t, bin, []string{"--pskusername", "gnu", "--pskkey", hex.EncodeToString(interopKey),
-				"--priority", gnutlsPriority12 + k.prio, "-p", port, "--logfile", os.DevNull, host}, accepted)
+				"--priority", gnutlsPriority12 + k.prio, "-p", port, "--logfile", os.DevNull, host}, handshaken)
 			st := c.ConnectionState()
 			if st.Version != VersionTLS12 || st.CipherSuite != k.suite || st.PSKIdentity != "gnu" || st.ExtendedMasterSecret != k.ems {
 				t.Fatalf("state %+v", st)
 			}
-			_, err := c.ExportKeyingMaterial("EXPORTER-x", nil, 16)
+			err := <-exported
 			if (err == nil) != k.ems {
 				t.Fatalf("exporter with ems=%v: %v", k.ems, err)
 			}

@@ -105,10 +105,8 @@ func TestTLS12MatrixDefaultConfigNegotiation(t *testing.T) {
 // Data before it passed both ways.
 func TestTLS12MatrixOurClientRefusesHelloRequest(t *testing.T) {
 	bin := needPeer(t, "openssl")
-	addr, port := freePort(t)
-	p := startPeer(t, bin, "s_server", "-accept", port, "-nocert", "-naccept", "1", "-tls1_2",
+	addr, p := startOpenSSLServer(t, bin, "-nocert", "-naccept", "1", "-tls1_2",
 		"-psk", hex.EncodeToString(interopKey))
-	p.stdout.waitFor(t, "ACCEPT", p)
 	c, err := Dial("tcp", addr, &Config{Key: interopKey})
 	if err != nil {
 		t.Fatalf("dial: %v\nstderr: %s", err, tail(p.stderr.Bytes()))
@@ -142,9 +140,7 @@ func TestTLS12MatrixOurClientRefusesHelloRequest(t *testing.T) {
 // client aborts with illegal_parameter.
 func TestTLS12MatrixOurClientSeesOpenSSLSentinel(t *testing.T) {
 	bin := needPeer(t, "openssl")
-	addr, port := freePort(t)
-	p := startPeer(t, bin, "s_server", "-accept", port, "-nocert", "-naccept", "1", "-psk", hex.EncodeToString(interopKey))
-	p.stdout.waitFor(t, "ACCEPT", p)
+	addr, p := startOpenSSLServer(t, bin, "-nocert", "-naccept", "1", "-psk", hex.EncodeToString(interopKey))
 	front := downgrader(t, addr)
 	_, err := Dial("tcp", front, &Config{Key: interopKey})
 	var ae *AlertError

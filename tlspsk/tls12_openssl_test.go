@@ -51,11 +51,8 @@ func TestTLS12OpenSSLClientToOurServer(t *testing.T) {
 
 func startOpenSSLServer12(t *testing.T, extra ...string) (string, *peer) {
 	bin := needPeer(t, "openssl")
-	addr, port := freePort(t)
-	p := startPeer(t, bin, append([]string{"s_server", "-accept", port, "-nocert", "-naccept", "1", "-rev",
+	return startOpenSSLServer(t, bin, append([]string{"-nocert", "-naccept", "1", "-rev",
 		"-psk", hex.EncodeToString(interopKey)}, extra...)...)
-	p.stdout.waitFor(t, "ACCEPT", p)
-	return addr, p
 }
 
 // Our client against openssl s_server -tls1_2 -nocert -psk, each suite.

@@ -188,7 +188,7 @@ func (hs *server12) run() error {
 	}
 	c.suite = suite
 	if ch.ems {
-		c.tls12 = &exporter12{master: bytes.Clone(master), clientRandom: ch.random, serverRandom: random}
+		c.setExporter(nil, &exporter12{master: bytes.Clone(master), clientRandom: ch.random, serverRandom: random})
 	}
 	c.state = ConnectionState{Version: VersionTLS12, CipherSuite: suite.id, PSKIdentity: identity, Group: hs.group,
 		ExtendedMasterSecret: ch.ems, IdentityHint: cfg.IdentityHint}

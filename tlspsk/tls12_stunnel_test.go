@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 )
@@ -14,8 +15,14 @@ import (
 // stunnel 5.68 (OpenSSL 3.0) with a PSKsecrets file, at TLS 1.2: as a
 // client in front of our server, and as a server behind our client.
 
-// startStunnel runs stunnel with one service and waits until it listens.
-func startStunnel(t *testing.T, service string) *peer {
+// stunnelBoundRE matches the line (log level 6) in which stunnel names
+// the address it bound: its accept is 127.0.0.1:0, so the kernel picks a
+// port no other process can hold (see startOpenSSLServer).
+var stunnelBoundRE = regexp.MustCompile(`Service \[svc\] \(FD=\d+\) bound to 127\.0\.0\.1:(\d+)`)
+
+// startStunnel runs stunnel with one service accepting on 127.0.0.1, port
+// 0, and returns the address it listens on.
+func startStunnel(t *testing.T, service string) (string, *peer) {
 	bin := needPeer(t, "stunnel")
 	dir := t.TempDir()
 	secrets := filepath.Join(dir, "psk.txt")
@@ -23,13 +30,13 @@ func startStunnel(t *testing.T, service string) *peer {
 		t.Fatal(err)
 	}
 	conf := filepath.Join(dir, "stunnel.conf")
-	body := fmt.Sprintf("foreground = yes\npid =\nsyslog = no\ndebug = 5\n[svc]\nPSKsecrets = %s\n%s", secrets, service)
+	body := fmt.Sprintf("foreground = yes\npid =\nsyslog = no\ndebug = 6\n[svc]\nPSKsecrets = %s\naccept = 127.0.0.1:0\n%s", secrets, service)
 	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p := startPeer(t, bin, conf)
-	p.stderr.waitFor(t, "Configuration successful", p)
-	return p
+	m := p.stderr.waitForMatch(t, stunnelBoundRE, p)
+	return net.JoinHostPort("127.0.0.1", m[1]), p
 }
 
 var stunnelSuites = []string{"PSK-AES128-GCM-SHA256", "ECDHE-PSK-CHACHA20-POLY1305"}
@@ -52,8 +59,7 @@ func TestTLS12StunnelClientToOurServer(t *testing.T) {
 func stunnelClientToOurs(t *testing.T, cfg *Config, opts string) (*Conn, *peer) {
 	t.Helper()
 	ours, accepted := listenOurs(t, cfg)
-	front, _ := freePort(t)
-	p := startStunnel(t, fmt.Sprintf("client = yes\naccept = %s\nconnect = %s\n%s", front, ours, opts))
+	front, p := startStunnel(t, fmt.Sprintf("client = yes\nconnect = %s\n%s", ours, opts))
 	plain, err := net.Dial("tcp", front)
 	if err != nil {
 		t.Fatal(err)
@@ -88,8 +94,7 @@ func stunnelClientToOurs(t *testing.T, cfg *Config, opts string) (*Conn, *peer) 
 // moves interopSize bytes each way.
 func ourClientToStunnel(t *testing.T, cfg *Config, opts string) ConnectionState {
 	t.Helper()
-	front, _ := freePort(t)
-	p := startStunnel(t, fmt.Sprintf("accept = %s\nconnect = %s\n%s", front, echoServer(t), opts))
+	front, p := startStunnel(t, fmt.Sprintf("connect = %s\n%s", echoServer(t), opts))
 	c, err := Dial("tcp", front, cfg)
 	if err != nil {
 		t.Fatalf("dial: %v\n%s", err, tail(p.stderr.Bytes()))

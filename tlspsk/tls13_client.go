@@ -163,6 +163,9 @@ func (hs *client13) readServerHello() (*serverHello, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sh.legacyVersion <= versionSSL30 {
+		return nil, alertf(alertProtocolVersion, "ServerHello legacy_version is SSL 3.0 or older") // RFC 8446 D.5
+	}
 	if sh.version == 0 {
 		// The server chose TLS 1.2 or older: client12 checks the rest.
 		if hs.tls12 == nil {
@@ -357,7 +360,8 @@ func (hs *client13) finish(sh *serverHello) error {
 	if err := c.out.hc.setKeys13(suite, cAP); err != nil {
 		return err
 	}
-	c.suite, c.exporter = suite, exp
+	c.suite = suite
+	c.setExporter(exp, nil)
 	c.state = ConnectionState{Version: VersionTLS13, CipherSuite: suite.id, PSKIdentity: hs.identity,
 		Group: group, HelloRetryRequest: hs.hrr != nil}
 	return nil

@@ -135,7 +135,8 @@ func (hs *server13) run() error {
 	if err := c.in.hc.setKeys13(hs.suite, cAP); err != nil {
 		return err
 	}
-	c.suite, c.exporter = hs.suite, exp
+	c.suite = hs.suite
+	c.setExporter(exp, nil)
 	c.state = ConnectionState{Version: VersionTLS13, CipherSuite: hs.suite.id, PSKIdentity: hs.identity,
 		Group: hs.group, HelloRetryRequest: hs.hrr}
 	return nil
@@ -263,6 +264,9 @@ func (hs *server13) helloRetry() error {
 	ch2, err := parseClientHello(msg)
 	if err != nil {
 		return err
+	}
+	if ch2.legacyVersion <= versionSSL30 {
+		return alertf(alertProtocolVersion, "ClientHello2 legacy_version is SSL 3.0 or older") // RFC 8446 D.5
 	}
 	if v, err := c.serverVersion(ch2); err != nil || v != VersionTLS13 {
 		return alertf(alertIllegalParameter, "version changed after HelloRetryRequest")

@@ -139,7 +139,10 @@ func (c *Conn) Write(b []byte) (int, error) {
 		return 0, err
 	}
 	c.out.Lock()
-	defer c.out.Unlock()
+	defer c.unlockOut()
+	if c.closed.Load() {
+		c.wipeOutLocked() // Close could not: another call held c.out
+	}
 	if c.out.err != nil {
 		return 0, c.out.err
 	}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"time"
 )
@@ -112,19 +114,27 @@ func (c *Claims) String() string {
 	return fmt.Sprintf("sub=%q image_digest=%q", c.subject, c.ImageDigest())
 }
 
+// Bounds on eat_nonce in a verified token. The launcher takes at most 6
+// nonces per token request; Google's documents give each nonce 10..74 bytes
+// in one place and 8..88 in another, so the verifier accepts the wider range
+// (a token Google did issue must pass) while the providers request within
+// the narrower one (see ValidateTokenRequest).
+const (
+	MaxTokenNonces   = 6
+	MinTokenNonceLen = 8
+	MaxTokenNonceLen = 88
+)
+
 // parseClaims decodes a JWT payload into Claims and checks the type of the
-// registered claims it relies on. It does not judge their values.
+// registered claims it relies on, and the launcher's bounds on eat_nonce.
+// It does not judge their values.
 func parseClaims(payload []byte) (*Claims, error) {
-	dec := json.NewDecoder(bytes.NewReader(payload))
 	var raw map[string]any
-	if err := dec.Decode(&raw); err != nil {
-		return nil, wrapf(ErrMalformed, "claims are not a JSON object: %v", jsonErrorKind(err))
+	if err := decodeOne(payload, &raw); err != nil {
+		return nil, wrapf(ErrMalformed, "claims are not one JSON object: %s", err)
 	}
 	if raw == nil {
 		return nil, wrapf(ErrMalformed, "claims are not a JSON object")
-	}
-	if dec.More() {
-		return nil, wrapf(ErrMalformed, "trailing data after the claims object")
 	}
 	c := &Claims{Raw: raw}
 	var ok bool
@@ -146,6 +156,14 @@ func parseClaims(payload []byte) (*Claims, error) {
 	if v, present := raw["eat_nonce"]; present {
 		if c.nonces, ok = stringList(v); !ok {
 			return nil, wrapf(ErrMalformed, "eat_nonce is neither a string nor an array of strings")
+		}
+		if len(c.nonces) > MaxTokenNonces {
+			return nil, wrapf(ErrMalformed, "eat_nonce has %d entries, at most %d allowed", len(c.nonces), MaxTokenNonces)
+		}
+		for i, n := range c.nonces {
+			if len(n) < MinTokenNonceLen || len(n) > MaxTokenNonceLen {
+				return nil, wrapf(ErrMalformed, "eat_nonce[%d] is %d bytes, must be %d..%d", i, len(n), MinTokenNonceLen, MaxTokenNonceLen)
+			}
 		}
 	}
 	var err error
@@ -200,6 +218,24 @@ func numericDate(raw map[string]any, name string, required bool) (time.Time, err
 	}
 	sec, frac := math.Modf(f)
 	return time.Unix(int64(sec), int64(frac*1e9)).UTC(), nil
+}
+
+// decodeOne decodes data as exactly one JSON value into v: nothing may
+// follow it, not even whitespace (a signed header or payload has none), so a
+// stray "}" or "]" after the object is refused rather than ignored. Errors
+// never quote the input.
+func decodeOne(data []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return errors.New("truncated")
+		}
+		return errors.New(jsonErrorKind(err))
+	}
+	if off := dec.InputOffset(); off != int64(len(data)) {
+		return fmt.Errorf("%d trailing bytes after the object", int64(len(data))-off)
+	}
+	return nil
 }
 
 // jsonErrorKind describes a JSON error without quoting the input.

@@ -15,8 +15,9 @@
 //     local dev attester, which speaks the same protocol) for a token.
 //   - Verifier: how the shareholder checks a token: signature with keys from
 //     the configured issuer's OIDC discovery and JWKS (never an issuer named
-//     by the token), RS256 only, iss, aud, exp, nbf, iat with a small clock
-//     skew, and the connection's nonce in eat_nonce. Failures wrap exported
+//     by the token), RS256 only, iss, aud, exp, nbf, iat (not in the future,
+//     not older than a max age) with a small clock skew, and the
+//     connection's nonce in eat_nonce. Failures wrap exported
 //     sentinel errors so callers can turn them into reason codes (Reason).
 //   - DevAttester: a local stand-in for Confidential Space (an OIDC issuer on
 //     loopback plus a launcher-compatible Unix socket) for demos and tests.

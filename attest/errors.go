@@ -19,6 +19,7 @@ var (
 	ErrExpired         = errors.New("token expired")
 	ErrNotYetValid     = errors.New("token not yet valid")
 	ErrIssuedInFuture  = errors.New("token issued in the future")
+	ErrTooOld          = errors.New("token too old")
 	ErrNonce           = errors.New("nonce mismatch")
 
 	// ErrRequest: a token request breaks the launcher's documented limits.
@@ -44,6 +45,7 @@ var reasons = []struct {
 	{ErrExpired, "expired"},
 	{ErrNotYetValid, "not_yet_valid"},
 	{ErrIssuedInFuture, "issued_in_future"},
+	{ErrTooOld, "too_old"},
 	{ErrNonce, "nonce"},
 	{ErrRequest, "bad_request"},
 	{ErrProvider, "provider_unavailable"},
@@ -51,7 +53,7 @@ var reasons = []struct {
 
 // Reason returns a short code for err: "ok" for nil, one of "malformed",
 // "algorithm", "unknown_key", "keys_unavailable", "signature", "issuer",
-// "audience", "expired", "not_yet_valid", "issued_in_future", "nonce",
+// "audience", "expired", "not_yet_valid", "issued_in_future", "too_old", "nonce",
 // "bad_request", "provider_unavailable", "canceled", or "internal" for
 // anything else.
 func Reason(err error) string {

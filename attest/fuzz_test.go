@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"encoding/json"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/go-jose/go-jose/v4"
 )
 
 // FuzzParseClaims: any payload either parses into claims whose accessors are
@@ -23,6 +26,14 @@ func FuzzParseClaims(f *testing.F) {
 	f.Add([]byte(`[]`))
 	f.Add([]byte(`{"exp":1,"iat":1}{}`))
 	f.Add([]byte(`{"exp":1,"exp":2,"iat":1}`))
+	// Trailing bytes after the object, and eat_nonce beyond the launcher's
+	// bounds (6 entries of 8..88 bytes).
+	f.Add([]byte(`{"exp":1,"iat":1}}`))
+	f.Add([]byte(`{"exp":1,"iat":1}]`))
+	f.Add([]byte(`{"exp":1,"iat":1} `))
+	f.Add([]byte(`{"exp":1,"iat":1,"eat_nonce":["aaaaaaaa","bbbbbbbb","cccccccc","dddddddd","eeeeeeee","ffffffff","gggggggg"]}`))
+	f.Add([]byte(`{"exp":1,"iat":1,"eat_nonce":"1234567"}`))
+	f.Add([]byte(`{"exp":1,"iat":1,"eat_nonce":["` + strings.Repeat("x", 89) + `"]}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		c, err := parseClaims(payload)
 		if err != nil {
@@ -33,6 +44,17 @@ func FuzzParseClaims(f *testing.F) {
 		}
 		if _, ok := c.Raw["exp"].(float64); !ok {
 			t.Fatalf("parsed without a numeric exp: %s", payload)
+		}
+		if !json.Valid(payload) || len(bytes.TrimRight(payload, " \t\r\n")) != len(payload) {
+			t.Fatalf("accepted trailing data: %q", payload)
+		}
+		if n := c.Nonces(); len(n) > MaxTokenNonces {
+			t.Fatalf("accepted %d nonces", len(n))
+		}
+		for _, n := range c.Nonces() {
+			if len(n) < MinTokenNonceLen || len(n) > MaxTokenNonceLen {
+				t.Fatalf("accepted a nonce of %d bytes", len(n))
+			}
 		}
 		_ = c.ImageDigest() + c.ImageReference() + c.SWName() + c.DebugStatus() + c.HWModel() + c.ProjectID() + c.String()
 		_ = c.SupportAttributes()
@@ -74,6 +96,17 @@ func FuzzVerify(f *testing.F) {
 	f.Add("a.b.c")
 	f.Add("..")
 	f.Add(`{"payload":"e30","signatures":[]}`)
+	hdr := []byte(`{"alg":"RS256","kid":"k1","typ":"JWT"}`)
+	payload, _ := json.Marshal(claims)
+	f.Add(signRaw(f, key, hdr, append(payload, '}')))
+	f.Add(signRaw(f, key, hdr, append(payload, ']')))
+	f.Add(signRaw(f, key, hdr, append(payload, ' ')))
+	f.Add(signRaw(f, key, append(hdr, '}'), payload))
+	f.Add(signRaw(f, key, append(hdr, ' '), payload))
+	old := devClaims("http://127.0.0.1:9", testAudience, []string{testNonce}, now.Add(-2*time.Hour), 3*time.Hour, testDigest, "r")
+	f.Add(signWith(f, key, "k1", old))
+	many := devClaims("http://127.0.0.1:9", testAudience, []string{"aaaaaaaaaa", "bbbbbbbbbb", "cccccccccc", "dddddddddd", "eeeeeeeeee", "ffffffffff", testNonce}, now, time.Hour, testDigest, "r")
+	f.Add(signWith(f, key, "k1", many))
 	v := fuzzVerifier(key, "k1", now)
 	if _, err := v.Verify(context.Background(), valid, testNonce); err != nil {
 		f.Fatalf("the valid seed is refused: %v", err)
@@ -91,6 +124,9 @@ func FuzzVerify(f *testing.F) {
 		}
 		if c.Issuer() != "http://127.0.0.1:9" || !slices.Contains(c.Audience(), testAudience) || !slices.Contains(c.Nonces(), testNonce) {
 			t.Fatalf("accepted claims %v", c.Raw)
+		}
+		if now.Sub(c.IssuedAt()) > DefaultMaxTokenAge+DefaultClockSkew || len(c.Nonces()) > MaxTokenNonces {
+			t.Fatalf("accepted an old token or too many nonces: %v", c.Raw)
 		}
 	})
 }
@@ -129,6 +165,50 @@ func FuzzTokenRequest(f *testing.F) {
 		req2, err := parseTokenRequest(again)
 		if err != nil || req2.Audience != req.Audience || !slices.Equal(req2.Nonces, req.Nonces) {
 			t.Fatalf("round trip: %+v -> %s -> %+v, %v", req, again, req2, err)
+		}
+	})
+}
+
+// FuzzParseJWKS: a key set either yields RS256 keys of at least 2048 bits,
+// each under a key id the set lists once, or fails as keys_unavailable.
+func FuzzParseJWKS(f *testing.F) {
+	key, other := testKeys(f)
+	entry := func(k *rsa.PrivateKey, kid, alg, use string) string {
+		b, _ := json.Marshal(jose.JSONWebKey{Key: &k.PublicKey, KeyID: kid, Algorithm: alg, Use: use})
+		return string(b)
+	}
+	f.Add([]byte(`{"keys":[` + entry(key, "k1", "RS256", "sig") + `]}`))
+	f.Add([]byte(`{"keys":[` + entry(key, "k1", "RS256", "sig") + `,` + entry(other, "k1", "RS256", "sig") + `]}`))
+	f.Add([]byte(`{"keys":[` + entry(key, "k1", "RS256", "sig") + `,` + entry(other, "k1", "RSA-OAEP", "enc") + `]}`))
+	f.Add([]byte(`{"keys":[` + entry(key, "k1", "RS256", "sig") + `,` + entry(other, "k2", "", "") + `]}`))
+	f.Add([]byte(`{"keys":[` + entry(key, "", "RS256", "sig") + `]}`))
+	f.Add([]byte(`{"keys":[]}`))
+	f.Add([]byte(`{"keys":[{"kty":"oct","k":"AAAA","kid":"k1"}]}`))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`[`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		keys, err := parseJWKS(body, "https://issuer.example/jwks")
+		if err != nil {
+			if Reason(err) != "keys_unavailable" {
+				t.Fatalf("error %v has reason %q", err, Reason(err))
+			}
+			return
+		}
+		var set jose.JSONWebKeySet
+		if json.Unmarshal(body, &set) != nil {
+			t.Fatal("parseJWKS accepted a set that does not decode")
+		}
+		count := map[string]int{}
+		for _, k := range set.Keys {
+			count[k.KeyID]++
+		}
+		for kid, k := range keys {
+			if kid == "" || k.N.BitLen() < minRSABits {
+				t.Fatalf("kept key %q of %d bits", kid, k.N.BitLen())
+			}
+			if count[kid] > 1 {
+				t.Fatalf("kept key id %q listed %d times", kid, count[kid])
+			}
 		}
 	})
 }

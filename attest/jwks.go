@@ -170,15 +170,32 @@ func (c *keyCache) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error)
 	if err := checkFetchURL(doc.JWKSURI); err != nil {
 		return nil, wrapf(ErrKeysUnavailable, "discovery at %s: jwks_uri: %v", discoveryURL, err)
 	}
-	var set jose.JSONWebKeySet
-	if err := c.getJSON(ctx, doc.JWKSURI, maxJWKSBody, &set); err != nil {
+	body, err := c.getBody(ctx, doc.JWKSURI, maxJWKSBody)
+	if err != nil {
 		return nil, err
 	}
-	if len(set.Keys) > maxJWKSKeys {
-		return nil, wrapf(ErrKeysUnavailable, "JWKS at %s has %d keys, more than %d", doc.JWKSURI, len(set.Keys), maxJWKSKeys)
+	return parseJWKS(body, doc.JWKSURI)
+}
+
+// parseJWKS decodes a JWKS fetched from where and keeps the keys we would
+// accept an RS256 signature from. A key id listed twice refuses the whole
+// set: which key a token's kid names would be ambiguous (and a set that
+// silently kept the last one could be shadowed by an entry appended later).
+func parseJWKS(body []byte, where string) (map[string]*rsa.PublicKey, error) {
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, wrapf(ErrKeysUnavailable, "JWKS at %s: %v", where, jsonErrorKind(err))
 	}
+	if len(set.Keys) > maxJWKSKeys {
+		return nil, wrapf(ErrKeysUnavailable, "JWKS at %s has %d keys, more than %d", where, len(set.Keys), maxJWKSKeys)
+	}
+	seen := make(map[string]bool, len(set.Keys))
 	keys := make(map[string]*rsa.PublicKey)
 	for _, k := range set.Keys {
+		if k.KeyID != "" && seen[k.KeyID] {
+			return nil, wrapf(ErrKeysUnavailable, "JWKS at %s lists key id %s more than once", where, clip(k.KeyID))
+		}
+		seen[k.KeyID] = true
 		pub, ok := k.Key.(*rsa.PublicKey)
 		if !ok || k.KeyID == "" || (k.Use != "" && k.Use != "sig") ||
 			(k.Algorithm != "" && k.Algorithm != string(jose.RS256)) || pub.N.BitLen() < minRSABits {
@@ -187,36 +204,45 @@ func (c *keyCache) fetch(ctx context.Context) (map[string]*rsa.PublicKey, error)
 		keys[k.KeyID] = pub
 	}
 	if len(keys) == 0 {
-		return nil, wrapf(ErrKeysUnavailable, "JWKS at %s has no usable RS256 keys", doc.JWKSURI)
+		return nil, wrapf(ErrKeysUnavailable, "JWKS at %s has no usable RS256 keys", where)
 	}
 	return keys, nil
 }
 
 func (c *keyCache) getJSON(ctx context.Context, u string, limit int64, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	body, err := c.getBody(ctx, u, limit)
 	if err != nil {
-		return wrapf(ErrKeysUnavailable, "%v", err)
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return wrapf(ErrKeysUnavailable, "%v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return wrapf(ErrKeysUnavailable, "GET %s: %s", u, resp.Status)
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
-	if err != nil {
-		return wrapf(ErrKeysUnavailable, "GET %s: %v", u, err)
-	}
-	if int64(len(body)) > limit {
-		return wrapf(ErrKeysUnavailable, "GET %s: body larger than %d bytes", u, limit)
+		return err
 	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return wrapf(ErrKeysUnavailable, "GET %s: %v", u, jsonErrorKind(err))
 	}
 	return nil
+}
+
+// getBody GETs u and returns a 200 reply's body of at most limit bytes.
+func (c *keyCache) getBody(ctx context.Context, u string, limit int64) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, wrapf(ErrKeysUnavailable, "%v", err)
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return nil, wrapf(ErrKeysUnavailable, "%v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, wrapf(ErrKeysUnavailable, "GET %s: %s", u, resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	if err != nil {
+		return nil, wrapf(ErrKeysUnavailable, "GET %s: %v", u, err)
+	}
+	if int64(len(body)) > limit {
+		return nil, wrapf(ErrKeysUnavailable, "GET %s: body larger than %d bytes", u, limit)
+	}
+	return body, nil
 }
 
 // checkFetchURL allows https URLs, and plain http only to a loopback IP

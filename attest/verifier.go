@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -26,6 +25,13 @@ const (
 	MaxClockSkew              = 5 * time.Minute
 	DefaultKeysMaxAge         = time.Hour
 	DefaultMinRefetchInterval = 30 * time.Second
+	// DefaultMaxTokenAge is the oldest iat accepted (plus the clock skew):
+	// Confidential Space issues tokens valid for one hour, and the proxy
+	// asks for a fresh one on every connection, so an older token is one
+	// kept and replayed, or minted by an issuer with a longer lifetime.
+	DefaultMaxTokenAge = time.Hour
+	// MaxMaxTokenAge bounds MaxTokenAge.
+	MaxMaxTokenAge = 24 * time.Hour
 	// MaxTokenSize bounds the compact token accepted by Verify.
 	MaxTokenSize = 64 << 10
 )
@@ -46,6 +52,9 @@ type VerifierConfig struct {
 	// ClockSkew tolerated on exp, nbf and iat: 0 means DefaultClockSkew; at
 	// most MaxClockSkew.
 	ClockSkew time.Duration
+	// MaxTokenAge refuses a token whose iat is older than this plus
+	// ClockSkew: 0 means DefaultMaxTokenAge; at most MaxMaxTokenAge.
+	MaxTokenAge time.Duration
 	// KeysMaxAge is how long fetched keys are used before refreshing them
 	// (0: DefaultKeysMaxAge).
 	KeysMaxAge time.Duration
@@ -67,6 +76,7 @@ type Verifier struct {
 	issuer   string
 	audience string
 	skew     time.Duration
+	maxAge   time.Duration
 	now      func() time.Time
 	keys     *keyCache
 }
@@ -92,6 +102,12 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	case cfg.ClockSkew == 0:
 		cfg.ClockSkew = DefaultClockSkew
 	}
+	switch {
+	case cfg.MaxTokenAge < 0 || cfg.MaxTokenAge > MaxMaxTokenAge:
+		return nil, fmt.Errorf("attest: max token age %v outside 0..%v", cfg.MaxTokenAge, MaxMaxTokenAge)
+	case cfg.MaxTokenAge == 0:
+		cfg.MaxTokenAge = DefaultMaxTokenAge
+	}
 	if cfg.KeysMaxAge <= 0 {
 		cfg.KeysMaxAge = DefaultKeysMaxAge
 	}
@@ -111,6 +127,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		issuer:   cfg.Issuer,
 		audience: cfg.Audience,
 		skew:     cfg.ClockSkew,
+		maxAge:   cfg.MaxTokenAge,
 		now:      cfg.Now,
 		keys:     newKeyCache(cfg.Issuer, cfg.HTTPClient, cfg.KeysMaxAge, cfg.MinRefetchInterval, cfg.Now, cfg.Logger),
 	}, nil
@@ -176,6 +193,11 @@ func (v *Verifier) checkClaims(c *Claims, wantNonce string) error {
 	if now.Add(v.skew).Before(c.issuedAt) {
 		return wrapf(ErrIssuedInFuture, "issued at %s (now %s, skew %v)", c.issuedAt.Format(time.RFC3339), now.UTC().Format(time.RFC3339), v.skew)
 	}
+	// exp alone is not enough: an issuer's lifetime is its choice, and a
+	// token kept for longer than Confidential Space's hour is a replay risk.
+	if now.Sub(c.issuedAt) > v.maxAge+v.skew {
+		return wrapf(ErrTooOld, "iat %s is older than the max token age %v (now %s, skew %v)", c.issuedAt.Format(time.RFC3339), v.maxAge, now.UTC().Format(time.RFC3339), v.skew)
+	}
 	if wantNonce == "" {
 		return wrapf(ErrNonce, "no nonce to check against (channel binding is mandatory)")
 	}
@@ -238,8 +260,8 @@ func checkShape(token string) (joseHeader, error) {
 	if err != nil {
 		return h, wrapf(ErrMalformed, "header is not base64url")
 	}
-	if err := json.Unmarshal(rawHeader, &h); err != nil {
-		return h, wrapf(ErrMalformed, "header is not a JSON object: %s", jsonErrorKind(err))
+	if err := decodeOne(rawHeader, &h); err != nil {
+		return h, wrapf(ErrMalformed, "header is not one JSON object: %s", err)
 	}
 	if h.Alg != string(jose.RS256) {
 		return h, wrapf(ErrAlgorithm, "alg %s, only RS256 is allowed", clip(h.Alg))

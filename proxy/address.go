@@ -72,3 +72,13 @@ func isWildcard(h string) bool {
 	a, err := netip.ParseAddr(h)
 	return err == nil && a.IsUnspecified()
 }
+
+// isLoopbackHost reports whether a listener host is loopback only: a
+// loopback IP or "localhost". An empty host is every interface.
+func isLoopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(h)
+	return err == nil && a.IsLoopback()
+}

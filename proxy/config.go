@@ -34,6 +34,14 @@ const (
 	DefaultMaxSessions      = 1024
 	DefaultSessionQueue     = 64
 	DefaultFlightInterval   = time.Second
+	// DefaultFirstByteTimeout bounds how long a server proxy waits for the
+	// first byte of a TLS handshake: a connection that sends nothing is
+	// closed long before the handshake timeout.
+	DefaultFirstByteTimeout = 5 * time.Second
+	// DefaultMaxPendingHandshakes bounds the TLS or DTLS handshakes in
+	// progress on one server route, apart from max_connections and
+	// max_sessions (which count established tunnels only).
+	DefaultMaxPendingHandshakes = 1024
 )
 
 // Config is a whole proxy process: global settings and its routes.
@@ -61,6 +69,10 @@ type Route struct {
 	DTLS      DTLSConfig `yaml:"dtls"`
 	Timeouts  Timeouts   `yaml:"timeouts"`
 	Limits    Limits     `yaml:"limits"`
+	// AllowPublicListen lets a client proxy's plain listener bind an
+	// address other than loopback. Without it such a listen is an error:
+	// whoever reaches that listener gets a tunnel to the server app.
+	AllowPublicListen bool `yaml:"allow_public_listen"`
 
 	listen, connect Endpoint // parsed by validate
 	external        bool     // source given by Options.Sources
@@ -74,6 +86,9 @@ type PSKConfig struct {
 	Secrets string    `yaml:"secrets"`
 	Source  string    `yaml:"source"`
 	Options yaml.Node `yaml:"options"`
+	// OddHexAsText makes a PSKsecrets key made only of an odd number of hex
+	// digits its ASCII bytes (stunnel's rule) instead of an error.
+	OddHexAsText bool `yaml:"odd_hex_as_text"`
 }
 
 // TLSConfig tunes TCP routes (tlspsk).
@@ -107,6 +122,9 @@ type Timeouts struct {
 	Handshake Duration  `yaml:"handshake"`
 	Dial      Duration  `yaml:"dial"`
 	Idle      *Duration `yaml:"idle"`
+	// FirstByte bounds the wait for a TLS peer's first byte on a server
+	// proxy (default 5s).
+	FirstByte Duration `yaml:"first_byte"`
 }
 
 // Limits of a route.
@@ -114,6 +132,9 @@ type Limits struct {
 	MaxConnections int `yaml:"max_connections"`
 	MaxSessions    int `yaml:"max_sessions"`
 	SessionQueue   int `yaml:"session_queue"`
+	// MaxPendingHandshakes bounds the handshakes in progress on a server
+	// route; when full, the oldest is dropped to admit a new one.
+	MaxPendingHandshakes int `yaml:"max_pending_handshakes"`
 }
 
 // Duration is a time.Duration written as "10s", "1m30s" in YAML.
@@ -180,6 +201,12 @@ func (c *Config) applyDefaults() {
 		if r.Timeouts.Dial == 0 {
 			r.Timeouts.Dial = Duration(DefaultDialTimeout)
 		}
+		if r.Timeouts.FirstByte == 0 {
+			r.Timeouts.FirstByte = Duration(DefaultFirstByteTimeout)
+		}
+		if r.Limits.MaxPendingHandshakes == 0 {
+			r.Limits.MaxPendingHandshakes = DefaultMaxPendingHandshakes
+		}
 		if r.Limits.MaxConnections == 0 {
 			r.Limits.MaxConnections = DefaultMaxConnections
 		}
@@ -212,10 +239,8 @@ func (c *Config) applyDefaults() {
 // without touching the network or the PSK sources. Errors name the field.
 func (c *Config) Validate() error {
 	c.applyDefaults()
-	switch c.Mode {
-	case ModeClient, ModeServer:
-	default:
-		return fmt.Errorf("mode: %q is not client or server", c.Mode)
+	if err := checkMode(c.Mode); err != nil {
+		return err
 	}
 	switch c.LogFormat {
 	case "text", "json":
@@ -311,6 +336,15 @@ func (c *Config) validateRoute(i int, r *Route) error {
 		return fieldError(i, r, "connect", "%q needs a host and a non-zero port", r.Connect)
 	}
 	r.listen, r.connect = l, d
+	// A client proxy's plain listener is the entrance to the server app:
+	// whoever can connect to it gets a tunnel. Only loopback is safe to
+	// assume; anything else must be asked for in the (pinned) route config.
+	if c.Mode == ModeClient && !r.AllowPublicListen && !isLoopbackHost(l.Host) {
+		return fieldError(i, r, "listen", "%s is not a loopback address: a client proxy hands decrypted traffic to whoever connects to it; listen on 127.0.0.1 or ::1, or set allow_public_listen: true on the route", r.Listen)
+	}
+	if r.AllowPublicListen && c.Mode == ModeServer {
+		return fieldError(i, r, "allow_public_listen", "only for a client proxy's plain listener")
+	}
 	if !r.external {
 		if err := validatePSK(i, r); err != nil {
 			return err
@@ -319,10 +353,10 @@ func (c *Config) validateRoute(i int, r *Route) error {
 	if len(r.Identity) > 65535 || strings.ContainsAny(r.Identity, "\x00\n\r") {
 		return fieldError(i, r, "identity", "must be at most 65535 bytes, without NUL or line breaks")
 	}
-	if r.Timeouts.Handshake < 0 || r.Timeouts.Dial < 0 || (r.Timeouts.Idle != nil && *r.Timeouts.Idle < 0) {
+	if r.Timeouts.Handshake < 0 || r.Timeouts.Dial < 0 || r.Timeouts.FirstByte < 0 || (r.Timeouts.Idle != nil && *r.Timeouts.Idle < 0) {
 		return fieldError(i, r, "timeouts", "must not be negative")
 	}
-	if r.Limits.MaxConnections < 0 || r.Limits.MaxSessions < 0 || r.Limits.SessionQueue < 0 {
+	if r.Limits.MaxConnections < 0 || r.Limits.MaxSessions < 0 || r.Limits.SessionQueue < 0 || r.Limits.MaxPendingHandshakes < 0 {
 		return fieldError(i, r, "limits", "must not be negative")
 	}
 	if r.Transport == "tcp" {
@@ -359,6 +393,9 @@ func validatePSK(i int, r *Route) error {
 	case len(set) > 1:
 		return fieldError(i, r, "psk", "%s are all set; choose one", strings.Join(set, " and "))
 	}
+	if p.OddHexAsText && p.Secrets == "" {
+		return fieldError(i, r, "psk.odd_hex_as_text", "only used with psk.secrets")
+	}
 	if p.Options.Kind != 0 && p.Source == "" {
 		return fieldError(i, r, "psk.options", "only used with psk.source")
 	}
@@ -373,6 +410,15 @@ func validatePSK(i int, r *Route) error {
 		}
 	}
 	return nil
+}
+
+// checkMode names the valid modes when the config has another.
+func checkMode(m Mode) error {
+	switch m {
+	case ModeClient, ModeServer:
+		return nil
+	}
+	return fmt.Errorf("mode: unknown mode %q (want client or server)", string(m))
 }
 
 func exampleListen(m Mode) string {

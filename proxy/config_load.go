@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +28,7 @@ func ParseConfig(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return c, nil // an empty file: flags may still give a route
 		}
-		return nil, yamlError(err)
+		return nil, yamlError(err, reflect.TypeOf(c))
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -36,26 +36,6 @@ func ParseConfig(data []byte) (*Config, error) {
 	}
 	c.probeSet = hasKey(data, "probe_interval")
 	return c, nil
-}
-
-var (
-	unknownFieldRE = regexp.MustCompile(`field (\S+) not found in type [\w.]+`)
-	quotedValueRE  = regexp.MustCompile("`[^`]*`")
-)
-
-// yamlError rewrites yaml.v3's messages in the words of a config file. It
-// hides the values yaml.v3 quotes: a misplaced key must not reach a log.
-func yamlError(err error) error {
-	return fmt.Errorf("config: %s", yamlMessage(err))
-}
-
-func yamlMessage(err error) string {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = quotedValueRE.ReplaceAllString(msg, "(value hidden)")
-	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	msg = unknownFieldRE.ReplaceAllString(msg, "unknown key \"$1\"")
-	msg = strings.ReplaceAll(msg, "\n  ", "; ")
-	return msg
 }
 
 func hasKey(data []byte, key string) bool {
@@ -79,7 +59,20 @@ type field struct {
 	usage string
 	bool  bool
 	set   func(c *Config, r *Route, v string) error // r is nil for global fields
+	// pinned says what the field decides, for a route setting that must
+	// come from the config file when there is one ("addresses" in "a
+	// route's addresses come from the config file"); empty for tuning.
+	pinned string
 }
+
+// What pinned route settings decide, in the words of the error.
+const (
+	pinAddresses = "addresses come"
+	pinKey       = "PSK and identity come"
+	pinTLS       = "TLS settings come"
+	pinDTLS      = "DTLS settings come"
+	pinName      = "name and transport come"
+)
 
 // EnvName is the environment variable for a flag, e.g. psk-file ->
 // MCBN_PROXY_PSK_FILE.
@@ -149,59 +142,71 @@ var globalFields = []field{
 
 var routeFields = []field{
 	{flag: "name", key: "name", usage: "route name, used in logs, metrics and /status (default route1)",
-		set: func(_ *Config, r *Route, v string) error { r.Name = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.Name = v; return nil }, pinned: pinName},
 	{flag: "transport", key: "transport", usage: "tcp or udp (default: from the listen scheme)",
-		set: func(_ *Config, r *Route, v string) error { r.Transport = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.Transport = v; return nil }, pinned: pinName},
 	{flag: "listen", key: "listen", usage: "listen address: client tcp://host:port or udp://..., server tls://host:port or dtls://...",
-		set: func(_ *Config, r *Route, v string) error { r.Listen = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.Listen = v; return nil }, pinned: pinAddresses},
 	{flag: "connect", key: "connect", usage: "destination: client tls://server:port or dtls://..., server tcp://backend:port or udp://...",
-		set: func(_ *Config, r *Route, v string) error { r.Connect = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.Connect = v; return nil }, pinned: pinAddresses},
+	{flag: "allow-public-listen", key: "allow_public_listen", bool: true, usage: "client: allow a plain listener on an address other than loopback (anyone who reaches it gets a tunnel)",
+		set: func(_ *Config, r *Route, v string) error {
+			b, err := strconv.ParseBool(v)
+			r.AllowPublicListen = b
+			return err
+		}, pinned: pinAddresses},
 	{flag: "identity", key: "identity", usage: "PSK identity (default Client_identity, or the first identity of --psk-secrets)",
-		set: func(_ *Config, r *Route, v string) error { r.Identity = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.Identity = v; return nil }, pinned: pinKey},
 	{flag: "psk", key: "psk.hex", usage: "PSK in hex (visible in ps: prefer --psk-file or --psk-env)",
-		set: func(_ *Config, r *Route, v string) error { r.PSK.Hex = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Hex = v; return nil }, pinned: pinKey},
 	{flag: "psk-env", key: "psk.env", usage: "name of an environment variable holding the PSK in hex",
-		set: func(_ *Config, r *Route, v string) error { r.PSK.Env = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Env = v; return nil }, pinned: pinKey},
 	{flag: "psk-file", key: "psk.file", usage: "file holding the PSK in hex (mode 0600 or stricter); re-read on SIGHUP",
-		set: func(_ *Config, r *Route, v string) error { r.PSK.File = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.PSK.File = v; return nil }, pinned: pinKey},
 	{flag: "psk-secrets", key: "psk.secrets", usage: "stunnel PSKsecrets file, IDENTITY:KEY a line; re-read on SIGHUP",
-		set: func(_ *Config, r *Route, v string) error { r.PSK.Secrets = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Secrets = v; return nil }, pinned: pinKey},
+	{flag: "psk-odd-hex-as-text", key: "psk.odd_hex_as_text", bool: true, usage: "use a --psk-secrets key of an odd number of hex digits as ASCII text (stunnel's rule) instead of refusing it",
+		set: func(_ *Config, r *Route, v string) error {
+			b, err := strconv.ParseBool(v)
+			r.PSK.OddHexAsText = b
+			return err
+		}, pinned: pinKey},
 	{flag: "psk-source", key: "psk.source", usage: "a registered PSK source kind (its options come from the config file)",
-		set: func(_ *Config, r *Route, v string) error { r.PSK.Source = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.PSK.Source = v; return nil }, pinned: pinKey},
 	{flag: "tls-min-version", key: "tls.min_version", usage: "lowest TLS version: 1.2 or 1.3 (default 1.2)",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.MinVersion = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.MinVersion = v; return nil }, pinned: pinTLS},
 	{flag: "tls-max-version", key: "tls.max_version", usage: "highest TLS version: 1.2 or 1.3 (default 1.3)",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.MaxVersion = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.MaxVersion = v; return nil }, pinned: pinTLS},
 	{flag: "tls-cipher-suites", key: "tls.cipher_suites", usage: "comma-separated TLS suites, OpenSSL or IANA names (default: tlspsk's)",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.CipherSuites = parseList(v); return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.CipherSuites = parseList(v); return nil }, pinned: pinTLS},
 	{flag: "tls-groups", key: "tls.groups", usage: "comma-separated key exchange groups in preference order: X25519MLKEM768, X25519, P-256 (default X25519MLKEM768,X25519,P-256)",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.Groups = parseList(v); return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.Groups = parseList(v); return nil }, pinned: pinTLS},
 	{flag: "tls-identity-hint", key: "tls.identity_hint", usage: "TLS 1.2 PSK identity hint a server sends",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.IdentityHint = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.IdentityHint = v; return nil }, pinned: pinTLS},
 	{flag: "tls-psk-hash", key: "tls.psk_hash", usage: "hash a TLS 1.3 PSK is tied to: sha256 or sha384 (default sha256)",
-		set: func(_ *Config, r *Route, v string) error { r.TLS.PSKHash = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.TLS.PSKHash = v; return nil }, pinned: pinTLS},
 	{flag: "tls-allow-psk-only", key: "tls.allow_psk_only", bool: true, usage: "allow PSK without (EC)DHE, i.e. without forward secrecy",
 		set: func(_ *Config, r *Route, v string) error {
 			b, err := strconv.ParseBool(v)
 			r.TLS.AllowPSKOnly = b
 			return err
-		}},
+		}, pinned: pinTLS},
 	{flag: "tls-require-forward-secrecy", key: "tls.require_forward_secrecy", bool: true, usage: "refuse TLS 1.2 plain PSK suites (no forward secrecy) even from peers that offer nothing else",
 		set: func(_ *Config, r *Route, v string) error {
 			b, err := strconv.ParseBool(v)
 			r.TLS.RequireForwardSecrecy = b
 			return err
-		}},
+		}, pinned: pinTLS},
 	{flag: "dtls-cipher-suites", key: "dtls.cipher_suites", usage: "comma-separated DTLS suites (default ECDHE-PSK-CHACHA20-POLY1305,PSK-AES128-GCM-SHA256,PSK-AES128-CCM8,PSK-AES128-CCM)",
-		set: func(_ *Config, r *Route, v string) error { r.DTLS.CipherSuites = parseList(v); return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.DTLS.CipherSuites = parseList(v); return nil }, pinned: pinDTLS},
 	{flag: "dtls-connection-id", key: "dtls.connection_id", bool: true, usage: "use DTLS connection IDs, RFC 9146 (default true)",
 		set: func(_ *Config, r *Route, v string) error {
 			b, err := strconv.ParseBool(v)
 			r.DTLS.ConnectionID = &b
 			return err
-		}},
+		}, pinned: pinDTLS},
 	{flag: "dtls-identity-hint", key: "dtls.identity_hint", usage: "DTLS PSK identity hint a server sends",
-		set: func(_ *Config, r *Route, v string) error { r.DTLS.IdentityHint = v; return nil }},
+		set: func(_ *Config, r *Route, v string) error { r.DTLS.IdentityHint = v; return nil }, pinned: pinDTLS},
 	{flag: "dtls-flight-interval", key: "dtls.flight_interval", usage: "DTLS handshake retransmission interval (default 1s)",
 		set: func(_ *Config, r *Route, v string) error { return setDur(&r.DTLS.FlightInterval)(nil, r, v) }},
 	{flag: "dtls-mtu", key: "dtls.mtu", usage: "DTLS handshake MTU in bytes (default 1200)",
@@ -214,6 +219,8 @@ var routeFields = []field{
 		set: func(_ *Config, r *Route, v string) error { return setDur(&r.Timeouts.Handshake)(nil, r, v) }},
 	{flag: "dial-timeout", key: "timeouts.dial", usage: "bound on connecting to the destination (default 5s)",
 		set: func(_ *Config, r *Route, v string) error { return setDur(&r.Timeouts.Dial)(nil, r, v) }},
+	{flag: "first-byte-timeout", key: "timeouts.first_byte", usage: "server: close a connection that sends no byte of its handshake for this long (default 5s)",
+		set: func(_ *Config, r *Route, v string) error { return setDur(&r.Timeouts.FirstByte)(nil, r, v) }},
 	{flag: "idle-timeout", key: "timeouts.idle", usage: "close a tunnel or UDP session idle this long (default: TCP never, UDP 2m)",
 		set: func(_ *Config, r *Route, v string) error {
 			var d Duration
@@ -231,6 +238,12 @@ var routeFields = []field{
 		set: func(_ *Config, r *Route, v string) error {
 			n, err := parseInt(v)
 			r.Limits.MaxSessions = n
+			return err
+		}},
+	{flag: "max-pending-handshakes", key: "limits.max_pending_handshakes", usage: "server: TLS/DTLS handshakes in progress at once; when full the oldest is dropped (default 1024)",
+		set: func(_ *Config, r *Route, v string) error {
+			n, err := parseInt(v)
+			r.Limits.MaxPendingHandshakes = n
 			return err
 		}},
 	{flag: "session-queue", key: "limits.session_queue", usage: "datagrams a new UDP session queues during its handshake (default 64)",
@@ -281,8 +294,17 @@ type LoadOptions struct {
 // LoadConfig builds and validates the config of a proxy in mode from, in
 // increasing precedence: defaults, the --config file, environment
 // variables, flags. Flags and MCBN_PROXY_<FLAG> variables that describe a
-// route apply to the only route (creating it when the file has none);
+// route apply to the only route (creating it when there is no file);
 // MCBN_PROXY_ROUTE_<NAME>_<FLAG> applies to the named route.
+//
+// With a config file, the settings that decide where traffic goes and with
+// which key (addresses, PSK, identity, TLS and DTLS settings) come from the
+// file only: a flag or variable for one of them is an error. The file is
+// what participants approve (baked into the image or pinned by the release
+// policy), while flags and the environment are the operator's, and the
+// operator is not trusted: "--connect tcp://attacker" on a server proxy
+// would hand it the decrypted traffic. Timeouts, limits, logging and the
+// admin listener may still be tuned.
 func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 	getenv := o.Getenv
 	if getenv == nil {
@@ -306,13 +328,19 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 		return "", "", false
 	}
 	c := &Config{}
-	if path, _, ok := lookup("config"); ok {
+	path, pathFrom, fromFile := lookup("config")
+	if fromFile {
 		data, err := read(path)
 		if err != nil {
 			return nil, fmt.Errorf("config: %w", err)
 		}
 		if c, err = ParseConfig(data); err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if c.Mode != "" {
+			if err := checkMode(c.Mode); err != nil {
+				return nil, fmt.Errorf("%s: %w", path, err)
+			}
 		}
 	}
 	if c.Mode != "" && c.Mode != mode {
@@ -329,6 +357,9 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 	var given []string
 	for _, f := range routeFields {
 		if _, from, ok := lookup(f.flag); ok {
+			if fromFile && f.pinned != "" {
+				return nil, pinnedError(from, pathFrom, f)
+			}
 			given = append(given, from)
 		}
 	}
@@ -356,6 +387,9 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 		for _, f := range routeFields {
 			name := RouteEnvName(r.Name, f.flag)
 			if v, ok := env(name); ok {
+				if fromFile && f.pinned != "" {
+					return nil, fmt.Errorf("routes[%d] (%s): %w", i, r.Name, pinnedError(name, pathFrom, f))
+				}
 				if err := f.set(c, r, v); err != nil {
 					return nil, fmt.Errorf("routes[%d] (%s): %s (%s): %v", i, r.Name, f.key, name, err)
 				}
@@ -375,6 +409,15 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// pinnedError refuses a flag or variable (from) that would change a
+// route setting the config file (named by configFrom) decides.
+func pinnedError(from, configFrom string, f field) error {
+	if !strings.HasPrefix(configFrom, "--") {
+		configFrom = "--config (" + configFrom + ")"
+	}
+	return fmt.Errorf("%s conflicts with %s: a route's %s from the config file, which the release policy pins (set %s in the file)", from, configFrom, f.pinned, f.key)
 }
 
 // checkEnvNames refuses an MCBN_PROXY_* variable that names no setting, or

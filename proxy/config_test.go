@@ -66,7 +66,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"unknown source kind", "server", strings.Replace(goodServer, "hex: 00112233445566778899aabbccddeeff", "source: shares", 1), `psk.source: unknown kind "shares"`},
 		{"bad log format", "server", "log_format: xml\n" + goodServer, `log_format: "xml" is not text or json`},
 		{"two documents", "server", goodServer + "---\nadmin: x\n", "more than one YAML document"},
-		{"misplaced key is not quoted", "server", "routes:\n  - psk: 00112233445566778899aabbccddeeff\n", "line 2: cannot unmarshal !!str (value hidden) into proxy.PSKConfig"},
+		{"misplaced key is not quoted", "server", "routes:\n  - psk: 00112233445566778899aabbccddeeff\n", "line 2: got a string (value hidden), want a mapping"},
+		{"misspelt mode", "client", "mode: sever\n" + goodServer, `mode: unknown mode "sever" (want client or server)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, Mode(tc.mode), tc.yaml, nil, nil)
@@ -113,7 +114,7 @@ func TestConfigDefaultsAndPrecedence(t *testing.T) {
 	}
 	// Route flags with several routes in the file are ambiguous.
 	two := goodServer + "  - name: b\n    listen: tls://:9443\n    connect: tcp://127.0.0.1:8081\n    psk: {hex: 00112233445566778899aabbccddeeff}\n"
-	if _, err := load(t, ModeServer, two, map[string]string{"connect": "tcp://127.0.0.1:1"}, nil); err == nil || !strings.Contains(err.Error(), "--connect set one route, but the config file has 2 routes") {
+	if _, err := load(t, ModeServer, two, map[string]string{"dial-timeout": "1s"}, nil); err == nil || !strings.Contains(err.Error(), "--dial-timeout set one route, but the config file has 2 routes") {
 		t.Fatalf("err = %v", err)
 	}
 	if _, err := load(t, ModeServer, goodServer, map[string]string{"max-connections": "many"}, nil); err == nil || !strings.Contains(err.Error(), `limits.max_connections (--max-connections): "many" is not a whole number`) {
@@ -208,7 +209,8 @@ func TestParsePSKSecrets(t *testing.T) {
 	}{
 		{"hex key is decoded", "alice:" + hex16 + "\n", map[string]string{"alice": "\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef"}, ""},
 		{"ascii key kept", "bob:this is a long ascii key!!\n", map[string]string{"bob": "this is a long ascii key!!"}, ""},
-		{"odd-length hex is ascii", "a:" + hex16 + "0", map[string]string{"a": hex16 + "0"}, ""},
+		{"odd-length hex is an error", "a:" + hex16 + "0", nil, `line 1: key for "a" is 33 hex digits, an odd number`},
+		{"odd-length with a non-hex character is ascii", "a:" + hex16 + "g", map[string]string{"a": hex16 + "g"}, ""},
 		{"trailing spaces are key bytes", "c:" + hex16 + "  \n", map[string]string{"c": hex16 + "  "}, ""},
 		{"CRLF and colon in key", "d:e:" + hex16 + "\r\n", map[string]string{"d": "e:" + hex16}, ""},
 		{"spaces in identity kept", " e :" + hex16, map[string]string{" e ": "\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef"}, ""},
@@ -222,7 +224,7 @@ func TestParsePSKSecrets(t *testing.T) {
 		{"empty file", "\n\n", nil, "no IDENTITY:KEY line"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			keys, order, err := ParsePSKSecrets(strings.NewReader(tc.in))
+			keys, order, err := ParsePSKSecrets(strings.NewReader(tc.in), false)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)
@@ -291,7 +293,7 @@ func FuzzParsePSKSecrets(f *testing.F) {
 	f.Add([]byte("a:b:c\r\n\n"))
 	f.Add([]byte(":" + strings.Repeat("0", 40)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		keys, order, err := ParsePSKSecrets(bytes.NewReader(data))
+		keys, order, err := ParsePSKSecrets(bytes.NewReader(data), len(data)%2 == 0)
 		if err != nil {
 			return
 		}
@@ -343,7 +345,7 @@ func TestRegisteredSource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(c, Options{}); err == nil || !strings.Contains(err.Error(), `routes[0] (route1): psk.source test-kind: in the options at line 7: unknown key "grup"`) {
+	if _, err := New(c, Options{}); err == nil || !strings.Contains(err.Error(), `routes[0] (route1): psk.source test-kind: line 7: unknown key "grup"`) {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -20,6 +21,8 @@ const (
 	reasonProtocol        = "protocol_error"
 	reasonLocal           = "local_error"
 	reasonNotReady        = "psk_not_ready"
+	reasonSilent          = "silent"      // server: no byte within timeouts.first_byte
+	reasonUnreachable     = "unreachable" // the peer's port is closed (connection refused)
 )
 
 // explain says what a reason means and what to check, in words a user can
@@ -46,6 +49,10 @@ func explain(reason string, mode Mode, identity string) string {
 		return "our PSK is not available yet"
 	case reasonLocal:
 		return "a local error ended the handshake"
+	case reasonUnreachable:
+		return "peer not reachable: connection refused (nothing listens on that port, or a firewall rejects the traffic)"
+	case reasonSilent:
+		return "the peer sent nothing within timeouts.first_byte"
 	}
 	return "the peer does not speak the expected protocol (wrong port, plain traffic, or garbage)"
 }
@@ -71,7 +78,13 @@ func classifyDTLS(err error, keyExchanged bool) string {
 	if errors.Is(err, ErrNotReady) {
 		return reasonNotReady
 	}
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return reasonUnreachable
+	}
 	msg := err.Error()
+	if strings.Contains(msg, "connection refused") {
+		return reasonUnreachable
+	}
 	var ne net.Error
 	timeout := strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || (errors.As(err, &ne) && ne.Timeout())
 	switch {

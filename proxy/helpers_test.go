@@ -6,12 +6,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -175,8 +178,10 @@ func udpEcho(t *testing.T) net.Addr {
 	return pc.LocalAddr()
 }
 
-// freePort returns a loopback port that was free a moment ago (for peers
-// that cannot report the port they bound).
+// freePort returns a loopback port that was free a moment ago. Another
+// process may take it before it is used, so peers that can bind port 0
+// themselves do (openSSLServer); stunnel cannot, and startStunnel retries
+// on a port that turns out to be taken.
 func freePort(t *testing.T, network string) int {
 	t.Helper()
 	if network == "udp" {
@@ -193,6 +198,62 @@ func freePort(t *testing.T, network string) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+var acceptLineRE = regexp.MustCompile(`ACCEPT 127\.0\.0\.1:(\d+)`)
+
+// openSSLServer runs openssl s_server with args on a loopback port it binds
+// itself (-accept 127.0.0.1:0) and returns the port from its ACCEPT line.
+func openSSLServer(t *testing.T, openssl string, args ...string) (*peerProcess, int) {
+	t.Helper()
+	peer := startPeer(t, testCtx(t), openssl, append(append([]string{"s_server"}, args...), "-accept", "127.0.0.1:0")...)
+	var port int
+	waitFor(t, 10*time.Second, "s_server to accept", func() bool {
+		m := acceptLineRE.FindStringSubmatch(peer.out.String())
+		if m == nil {
+			return false
+		}
+		port, _ = strconv.Atoi(m[1])
+		return true
+	})
+	return peer, port
+}
+
+// startStunnel runs stunnel with the config conf(port) makes for a free
+// loopback port, and returns the port once stunnel has bound it. stunnel
+// cannot bind port 0 and report it, so a port taken between freePort and
+// stunnel's bind ("Address already in use") is retried with another.
+func startStunnel(t *testing.T, stunnel string, conf func(port int) string) int {
+	t.Helper()
+	return startStunnelOn(t, stunnel, conf, func() int { return freePort(t, "tcp") })
+}
+
+// startStunnelOn is startStunnel with the ports to try given by next.
+func startStunnelOn(t *testing.T, stunnel string, conf func(port int) string, next func() int) int {
+	t.Helper()
+	for attempt := 0; attempt < 5; attempt++ {
+		port := next()
+		path := filepath.Join(t.TempDir(), "stunnel.conf")
+		// debug = 6 makes stunnel log "Service [...] bound to ..." once
+		// its listener is up.
+		if err := os.WriteFile(path, []byte("debug = 6\n"+conf(port)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		peer := startPeer(t, testCtx(t), stunnel, path)
+		bound := fmt.Sprintf("bound to 127.0.0.1:%d", port)
+		var taken bool
+		waitFor(t, 10*time.Second, "stunnel to bind its port", func() bool {
+			out := peer.out.String()
+			taken = strings.Contains(out, "Address already in use")
+			return taken || strings.Contains(out, bound)
+		})
+		if !taken {
+			return port
+		}
+		t.Logf("stunnel: port %d was taken, trying another", port)
+	}
+	t.Fatal("stunnel found 5 ports in a row taken")
+	return 0
 }
 
 // needBinary finds an interop peer; without it the test is skipped unless

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,10 +106,7 @@ func clientProxy(t *testing.T, listen, connect string, psk PSKConfig, mut func(*
 func TestClientProxyToOpenSSLServerTLS13(t *testing.T) {
 	openssl := needBinary(t, "openssl")
 	key := randomKey(t)
-	port := freePort(t, "tcp")
-	peer := startPeer(t, testCtx(t), openssl, "s_server", "-psk", hexKey(key), "-nocert", "-tls1_3",
-		"-accept", fmt.Sprint(port), "-naccept", "1")
-	waitFor(t, 10*time.Second, "s_server to accept", func() bool { return strings.Contains(peer.out.String(), "ACCEPT") })
+	peer, port := openSSLServer(t, openssl, "-psk", hexKey(key), "-nocert", "-tls1_3", "-naccept", "1")
 	cp := clientProxy(t, "tcp://127.0.0.1:0", fmt.Sprintf("tls://127.0.0.1:%d", port), PSKConfig{Hex: hexKey(key)}, nil)
 	c, err := net.Dial("tcp", cp.url("app"))
 	if err != nil {
@@ -144,10 +139,7 @@ func readUntil(t *testing.T, c net.Conn, want string) string {
 func TestClientProxyToOpenSSLServerDTLS(t *testing.T) {
 	openssl := needBinary(t, "openssl")
 	key := randomKey(t)
-	port := freePort(t, "udp")
-	peer := startPeer(t, testCtx(t), openssl, "s_server", "-dtls1_2", "-psk", hexKey(key), "-nocert",
-		"-cipher", "PSK-AES128-CCM8", "-accept", fmt.Sprint(port))
-	waitFor(t, 10*time.Second, "s_server to accept", func() bool { return strings.Contains(peer.out.String(), "ACCEPT") })
+	peer, port := openSSLServer(t, openssl, "-dtls1_2", "-psk", hexKey(key), "-nocert", "-cipher", "PSK-AES128-CCM8")
 	cp := clientProxy(t, "udp://127.0.0.1:0", fmt.Sprintf("dtls://127.0.0.1:%d", port), PSKConfig{Hex: hexKey(key)},
 		func(r *Route) { r.DTLS.CipherSuites = []string{"PSK-AES128-CCM8"} })
 	c, err := net.Dial("udp", cp.url("app"))
@@ -175,9 +167,8 @@ func TestStunnelClientToServerProxy(t *testing.T) {
 	secrets := writeSecret(t, "psk.txt",
 		"alice:an ASCII key of more than sixteen bytes\nbob:"+hexKey(randomKey(t))+"\n")
 	srv := serverProxy(t, "tls://127.0.0.1:0", "tcp://"+echoServer(t).String(), PSKConfig{Secrets: secrets}, nil)
-	port := freePort(t, "tcp")
-	conf := filepath.Join(t.TempDir(), "stunnel.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`foreground = yes
+	port := startStunnel(t, stunnel, func(port int) string {
+		return fmt.Sprintf(`foreground = yes
 pid =
 [mcbn]
 client = yes
@@ -186,16 +177,9 @@ connect = %s
 PSKsecrets = %s
 sslVersionMin = TLSv1.3
 ciphersuites = TLS_AES_128_GCM_SHA256
-`, port, srv.url("svc"), secrets)), 0o600)
-	startPeer(t, testCtx(t), stunnel, conf)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitFor(t, 10*time.Second, "stunnel to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+`, port, srv.url("svc"), secrets)
 	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	got, err := roundTrip(t, addr, []byte("through stunnel"))
 	if err != nil || string(got) != "through stunnel" {
 		t.Fatalf("got %q, %v", got, err)
@@ -229,9 +213,9 @@ func TestGnuTLSClient(t *testing.T) {
 func TestClientProxyToStunnelServer(t *testing.T) {
 	stunnel := needBinary(t, "stunnel")
 	secrets := writeSecret(t, "psk.txt", "carol:another ASCII key, long enough\n")
-	port := freePort(t, "tcp")
-	conf := filepath.Join(t.TempDir(), "stunnel.conf")
-	os.WriteFile(conf, []byte(fmt.Sprintf(`foreground = yes
+	backend := echoServer(t).String()
+	port := startStunnel(t, stunnel, func(port int) string {
+		return fmt.Sprintf(`foreground = yes
 pid =
 [mcbn]
 accept = 127.0.0.1:%d
@@ -239,18 +223,38 @@ connect = %s
 PSKsecrets = %s
 sslVersionMin = TLSv1.3
 ciphersuites = TLS_AES_128_GCM_SHA256
-`, port, echoServer(t).String(), secrets)), 0o600)
-	startPeer(t, testCtx(t), stunnel, conf)
-	waitFor(t, 10*time.Second, "stunnel to listen", func() bool {
-		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+`, port, backend, secrets)
 	})
 	cp := clientProxy(t, "tcp://127.0.0.1:0", fmt.Sprintf("tls://127.0.0.1:%d", port), PSKConfig{Secrets: secrets}, nil)
 	got, err := roundTrip(t, cp.url("app"), []byte("to stunnel"))
 	if err != nil || string(got) != "to stunnel" {
 		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// TestStartStunnelRetriesTakenPort: the helper that replaced "free port,
+// then hope" moves on when stunnel finds the port taken.
+func TestStartStunnelRetriesTakenPort(t *testing.T) {
+	stunnel := needBinary(t, "stunnel")
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	secrets := writeSecret(t, "psk.txt", "carol:another ASCII key, long enough\n")
+	ports := []int{taken.Addr().(*net.TCPAddr).Port}
+	next := func() int {
+		if len(ports) > 0 {
+			p := ports[0]
+			ports = ports[1:]
+			return p
+		}
+		return freePort(t, "tcp")
+	}
+	port := startStunnelOn(t, stunnel, func(port int) string {
+		return fmt.Sprintf("foreground = yes\npid =\n[mcbn]\nclient = yes\naccept = 127.0.0.1:%d\nconnect = 127.0.0.1:9\nPSKsecrets = %s\n", port, secrets)
+	}, next)
+	if port == taken.Addr().(*net.TCPAddr).Port {
+		t.Fatal("startStunnel returned the taken port")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 )
 
 // Options are the parts of a Proxy that do not come from the config.
@@ -37,6 +38,10 @@ type Proxy struct {
 	mu      sync.Mutex
 	closed  bool
 	drain   bool
+
+	// Admin connection bounds (tests lower them); 0 means the default.
+	adminMaxConns      int
+	adminHeaderTimeout time.Duration
 }
 
 // New builds the routes and their PSK sources without opening any socket.
@@ -77,7 +82,8 @@ func New(cfg *Config, o Options) (*Proxy, error) {
 				return nil, fmt.Errorf("routes[%d] (%s): psk source metrics: %w", i, rc.Name, err)
 			}
 		}
-		r := &route{cfg: rc, mode: cfg.Mode, identity: id, src: src, log: rlog, met: p.met.route(rc.Name), ctx: ctx}
+		r := &route{cfg: rc, mode: cfg.Mode, identity: id, src: src, log: rlog, met: p.met.route(rc.Name), ctx: ctx,
+			closeOnLoss: closeTunnelsOnLoss(rc, src)}
 		r.dest.gauge = r.met.backendUp
 		var run runner
 		switch {
@@ -101,6 +107,45 @@ func New(cfg *Config, o Options) (*Proxy, error) {
 	return p, nil
 }
 
+// closeTunnelsOnLoss decides whether a route closes its open tunnels (TCP
+// tunnels and UDP sessions) when its source loses the key, not only refuses
+// new ones.
+//
+// A source that gathers its key from participants (it implements
+// TunnelCloser, as the shares source does) closes them unless its options
+// say close_tunnels_on_loss: false. Revocation must reach the traffic: with
+// open tunnels left up, a long-lived connection would outlive the consent it
+// was opened under for as long as the client keeps it open. The opt-out is
+// the trade-off of not cutting work in flight when a participant withdraws.
+// A source injected through Options.Sources has no options here, so its own
+// answer is used.
+func closeTunnelsOnLoss(rc *Route, src Source) bool {
+	tc, ok := src.(TunnelCloser)
+	if !ok {
+		return false
+	}
+	if rc.external || hasOption(&rc.PSK.Options, "close_tunnels_on_loss") {
+		return tc.CloseTunnelsOnLoss()
+	}
+	return true
+}
+
+// hasOption reports whether the psk.options mapping n sets key.
+func hasOption(n *yaml.Node, key string) bool {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	if n == nil || n.Kind != yaml.MappingNode {
+		return false
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
 // Start opens every listener (all or none) and the admin endpoint, then
 // serves in the background.
 func (p *Proxy) Start() error {
@@ -120,18 +165,17 @@ func (p *Proxy) Start() error {
 			}
 			return fmt.Errorf("admin: listen %s: %w", a, err)
 		}
-		p.adminLn = ln
-		// Bounded in every phase, so a slow or idle client cannot pin admin
-		// connections; the handlers answer at once.
-		p.admin = &http.Server{Handler: p.Handler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10,
-			ErrorLog: slog.NewLogLogger(p.log.Handler(), slog.LevelDebug)}
+		p.adminLn = newAdminListener(ln, p.adminMaxConns)
+		p.admin = newAdminServer(p.Handler(), p.log, p.adminHeaderTimeout)
 		p.wg.Add(1)
 		go func() {
 			defer p.wg.Done()
-			p.admin.Serve(ln)
+			p.admin.Serve(p.adminLn)
 		}()
 		p.log.Info("admin endpoints listening", "addr", ln.Addr().String())
+		if host, _, _ := net.SplitHostPort(a); isWildcard(host) {
+			p.log.Warn("the admin listener binds every interface: /status and /metrics are open to whoever reaches this host (give a host, e.g. 127.0.0.1:9090)", "admin", p.cfg.Admin)
+		}
 	}
 	for _, r := range p.routes {
 		b := r.base()
@@ -143,6 +187,9 @@ func (p *Proxy) Start() error {
 		}()
 		if b.cfg.Transport == "tcp" && p.cfg.ProbeInterval > 0 {
 			p.probe(b)
+		}
+		if isWildcard(b.cfg.listen.Host) {
+			b.log.Warn("the route's listener binds every interface (empty host, 0.0.0.0 or ::)", "listen", b.cfg.Listen)
 		}
 		st := b.src.Status()
 		b.log.Info("route listening", "mode", string(b.mode), "listen", b.cfg.Listen, "addr", r.addr().String(),
@@ -177,7 +224,7 @@ func (p *Proxy) watchSource(r *route) {
 			case <-r.src.Changes():
 				st := set()
 				r.log.Info("PSK source changed", "psk_ready", st.Ready, "psk_state", st.State)
-				if tc, ok := r.src.(TunnelCloser); ok && !st.Ready && tc.CloseTunnelsOnLoss() {
+				if !st.Ready && r.closeOnLoss {
 					if n := r.track.closeOpen(); n > 0 {
 						r.log.Warn("PSK lost: closed the open tunnels", "closed", n, "psk_state", st.State)
 					}
@@ -208,7 +255,11 @@ func (p *Proxy) probe(r *route) {
 			if c != nil {
 				c.Close()
 			}
-			r.dest.record(err)
+			if err == nil && r.mode == ModeClient {
+				r.dest.portOpen() // only a handshake says the server proxy is there
+			} else {
+				r.dest.record(err)
+			}
 			select {
 			case <-p.ctx.Done():
 				return
@@ -244,7 +295,9 @@ func (p *Proxy) Reload() error {
 		if !ok {
 			continue
 		}
-		if err := rl.Reload(); err != nil {
+		err := rl.Reload()
+		b.reload.record(err)
+		if err != nil {
 			p.met.reloads.WithLabelValues("error").Inc()
 			b.log.Error("PSK reload failed; keeping the previous key", "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", b.cfg.Name, err))

@@ -4,7 +4,9 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // route is what the TCP and UDP implementations share: config, PSK source,
@@ -19,6 +21,10 @@ type route struct {
 	dest     destStatus
 	track    tracker
 	ctx      context.Context // cancelled by Close: ends handshakes and dials
+	// closeOnLoss: close the open tunnels when the source loses its key
+	// (see closeTunnelsOnLoss).
+	closeOnLoss bool
+	reload      reloadStatus
 
 	atLimit  burst // max connections/sessions reached
 	notReady burst // PSK not available
@@ -83,4 +89,40 @@ func (b *burst) clear(done func(n int64)) {
 	if b.active.Load() && b.active.CompareAndSwap(true, false) {
 		done(b.count.Swap(0))
 	}
+}
+
+// reloadStatus is the outcome of the last SIGHUP reload of a route's source.
+type reloadStatus struct {
+	mu  sync.Mutex
+	st  ReloadStatus
+	set bool
+}
+
+// ReloadStatus is the reload part of /status: the last SIGHUP reload of
+// the route's source. A failed reload keeps the previous key in use.
+type ReloadStatus struct {
+	State string    `json:"state"` // "ok" or "failed"
+	Error string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+func (r *reloadStatus) record(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.set = true
+	r.st = ReloadStatus{State: "ok", At: time.Now()}
+	if err != nil {
+		r.st.State, r.st.Error = "failed", err.Error()
+	}
+}
+
+// snapshot is nil before the first reload.
+func (r *reloadStatus) snapshot() *ReloadStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.set {
+		return nil
+	}
+	st := r.st
+	return &st
 }

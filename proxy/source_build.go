@@ -1,12 +1,11 @@
 package proxy
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
-	"regexp"
+	"reflect"
 
 	"gopkg.in/yaml.v3"
 )
@@ -47,7 +46,7 @@ func buildSource(r *Route, mode Mode, log *slog.Logger) (Source, string, error) 
 		}
 		return s, def(), nil
 	case p.Secrets != "":
-		s, err := NewPSKSecretsSource(p.Secrets)
+		s, err := NewPSKSecretsSource(p.Secrets, p.OddHexAsText)
 		if err != nil {
 			return nil, "", fmt.Errorf("psk.secrets: %v", err)
 		}
@@ -75,25 +74,36 @@ func buildSource(r *Route, mode Mode, log *slog.Logger) (Source, string, error) 
 	return nil, "", errors.New("psk: missing")
 }
 
-var lineRE = regexp.MustCompile(`line \d+: `)
-
-// nodeDecoder decodes psk.options strictly: unknown keys are errors.
+// nodeDecoder decodes psk.options strictly: an unknown key is an error
+// naming it and its line in the config file. The node is decoded where it
+// is, not re-encoded, so every line number is the file's.
 func nodeDecoder(n *yaml.Node) func(v any) error {
 	return func(v any) error {
 		if n.Kind == 0 {
 			return nil
 		}
-		b, err := yaml.Marshal(n)
-		if err != nil {
+		t := reflect.TypeOf(v)
+		if err := checkKnownKeys(n, t); err != nil {
 			return err
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		dec.KnownFields(true)
-		if err := dec.Decode(v); err != nil {
-			// Lines in err count from the options block, not the file.
-			msg := lineRE.ReplaceAllString(yamlMessage(err), "")
-			return fmt.Errorf("in the options at line %d: %s", n.Line, msg)
+		if err := n.Decode(v); err != nil {
+			return errors.New(yamlMessage(err, t))
 		}
 		return nil
 	}
+}
+
+// DecodeSourceOptions decodes the route's psk.options into v exactly as
+// the route's registered source gets them (SourceSpec.Decode): strictly,
+// errors naming the key and its line in the config file. For checks that
+// run a source's dry run without building it ('mcbn proxy check').
+func (r *Route) DecodeSourceOptions(v any) error { return nodeDecoder(&r.PSK.Options)(v) }
+
+// EffectiveIdentity is the identity a registered source is built for: the
+// configured one, else Client_identity (SourceSpec.Identity).
+func (r *Route) EffectiveIdentity() string {
+	if r.Identity == "" {
+		return DefaultIdentity
+	}
+	return r.Identity
 }

@@ -17,21 +17,27 @@ import (
 //     after it (a key may contain colons); a trailing CR is dropped, other
 //     whitespace is part of the identity or key;
 //   - a key made only of an even number of hex digits is decoded to binary,
-//     any other key is used as its ASCII bytes;
+//     a key with any other character is used as its ASCII bytes;
 //   - the key, once decoded, must be 16 to 512 bytes;
 //   - empty lines are skipped; there are no comments.
 //
-// Two deliberate differences, both refusals of files stunnel would accept:
-// an empty identity and a repeated identity are errors.
+// Three deliberate differences, all refusals of files stunnel would accept:
+// an empty identity and a repeated identity are errors, and so is a key made
+// only of an odd number of hex digits (stunnel uses it as ASCII text), unless
+// oddHexAsText says that is meant: such a key is almost always a hex key with
+// a digit lost, and as text it would be a different, weaker key than the one
+// the other side has.
 type PSKSecretsSource struct {
 	*keyTable
-	path  string
-	first string
+	path         string
+	first        string
+	oddHexAsText bool
 }
 
-// NewPSKSecretsSource reads a PSKsecrets file.
-func NewPSKSecretsSource(path string) (*PSKSecretsSource, error) {
-	s := &PSKSecretsSource{keyTable: newKeyTable(nil, ""), path: path}
+// NewPSKSecretsSource reads a PSKsecrets file. oddHexAsText makes a key of an
+// odd number of hex digits ASCII text, as stunnel reads it, not an error.
+func NewPSKSecretsSource(path string, oddHexAsText bool) (*PSKSecretsSource, error) {
+	s := &PSKSecretsSource{keyTable: newKeyTable(nil, ""), path: path, oddHexAsText: oddHexAsText}
 	if err := s.Reload(); err != nil {
 		return nil, err
 	}
@@ -56,7 +62,7 @@ func (s *PSKSecretsSource) Reload() error {
 		return err
 	}
 	defer f.Close()
-	keys, order, err := ParsePSKSecrets(f)
+	keys, order, err := ParsePSKSecrets(f, s.oddHexAsText)
 	if err != nil {
 		return fmt.Errorf("%s: %w", s.path, err)
 	}
@@ -73,7 +79,7 @@ const maxSecretsLine = 64 << 10
 // ParsePSKSecrets parses the PSKsecrets format described on
 // PSKSecretsSource. It returns the keys and the identities in file order.
 // Errors name the line but never quote a key.
-func ParsePSKSecrets(r io.Reader) (map[string][]byte, []string, error) {
+func ParsePSKSecrets(r io.Reader, oddHexAsText bool) (map[string][]byte, []string, error) {
 	keys := map[string][]byte{}
 	var order []string
 	sc := bufio.NewScanner(r)
@@ -98,6 +104,9 @@ func ParsePSKSecrets(r io.Reader) (map[string][]byte, []string, error) {
 		}
 		if _, dup := keys[id]; dup {
 			return nil, nil, fmt.Errorf("line %d: identity %q appears twice", n, id)
+		}
+		if len(raw)%2 == 1 && isHex(raw) && !oddHexAsText {
+			return nil, nil, fmt.Errorf("line %d: key for %q is %d hex digits, an odd number: a hex key has two digits a byte (is one missing?); to use these characters as an ASCII key, as stunnel would, set psk.odd_hex_as_text: true", n, id, len(raw))
 		}
 		key, kind := decodeSecretsKey(raw)
 		if len(key) < minKeyLen {

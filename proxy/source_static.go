@@ -91,6 +91,10 @@ func NewStaticSource(identity string, key []byte) Source {
 	return newKeyTable(map[string][]byte{identity: bytes.Clone(key)}, "ready: static key")
 }
 
+// NewNotReadySource returns a source that never has a key; state says why
+// (shown in /status).
+func NewNotReadySource(state string) Source { return newKeyTable(nil, state) }
+
 // ParseHexKey decodes a PSK written in hex as OpenSSL's -psk takes it:
 // surrounding whitespace is ignored, an optional 0x prefix is allowed, and
 // the key must be 16 to 512 bytes. Errors never quote the input.

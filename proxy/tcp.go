@@ -17,7 +17,11 @@ type tcpRoute struct {
 	*route
 	ln     net.Listener
 	tmpl   *tlspsk.Config
-	active atomic.Int64
+	active atomic.Int64 // client: connections accepted; server: tunnels past their handshake
+	// pending are a server's handshakes in progress, bounded apart from
+	// max_connections so that connections that never finish a handshake
+	// cannot lock real clients out (see pendingHandshakes).
+	pending pendingHandshakes
 }
 
 func newTCPRoute(r *route) (*tcpRoute, error) {
@@ -37,6 +41,7 @@ func (t *tcpRoute) listen() error {
 		return err
 	}
 	t.ln = ln
+	t.pending.max = t.cfg.Limits.MaxPendingHandshakes
 	return nil
 }
 
@@ -71,6 +76,25 @@ func (t *tcpRoute) serve() {
 			continue
 		}
 		if !t.track.add(c) {
+			continue
+		}
+		if t.mode == ModeServer {
+			// Before its handshake a connection is only pending: it is
+			// counted in the pending FIFO, not against max_connections
+			// (checked again once the handshake is done).
+			if old := t.pending.add(c); old != nil {
+				t.log.Debug("too many TLS handshakes in progress: dropping the oldest", "peer", old.RemoteAddr().String(),
+					"max_pending", t.cfg.Limits.MaxPendingHandshakes)
+				t.met.handshakeFailed("evicted")
+				old.Close()
+			}
+			go func() {
+				defer t.track.done(c)
+				if a, b := t.establish(c); a != nil {
+					defer t.active.Add(-1) // counted by handleServer
+					t.tunnel(a, b)
+				}
+			}()
 			continue
 		}
 		t.active.Add(1)
@@ -113,6 +137,9 @@ func (t *tcpRoute) establish(c net.Conn) (a, b net.Conn) {
 type countingConn struct {
 	net.Conn
 	n atomic.Int64
+	// firstByte: a read deadline for the first byte is set; the first
+	// read that returns data clears it.
+	firstByte bool
 }
 
 // CloseWrite passes the half-close through to the TCP socket.
@@ -136,7 +163,10 @@ func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
 
 func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
-	c.n.Add(int64(n))
+	if c.n.Add(int64(n)) == int64(n) && n > 0 && c.firstByte {
+		c.firstByte = false
+		c.Conn.SetReadDeadline(time.Time{})
+	}
 	return n, err
 }
 
@@ -144,7 +174,11 @@ func (c *countingConn) Read(b []byte) (int, error) {
 // on raw, then the backend connection.
 func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 	peer := raw.RemoteAddr().String()
-	cc := &countingConn{Conn: raw}
+	// A peer that sends nothing holds a pending slot and a descriptor:
+	// close it after timeouts.first_byte instead of the whole handshake
+	// timeout.
+	cc := &countingConn{Conn: raw, firstByte: true}
+	raw.SetReadDeadline(time.Now().Add(t.cfg.Timeouts.FirstByte.D()))
 	cfg := t.tmpl.Clone()
 	var offered atomic.Value
 	cfg.GetKey = func(id string) ([]byte, error) {
@@ -160,9 +194,19 @@ func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 	start := time.Now()
 	err := tc.HandshakeContext(ctx)
 	cancel()
+	if !t.pending.done(raw) {
+		tc.Close() // dropped to make room for newer handshakes; counted there
+		return nil, nil
+	}
 	if err != nil {
 		id, _ := offered.Load().(string)
 		t.handshakeFailed(err, peer, id, cc.n.Load() == 0, start)
+		tc.Close()
+		return nil, nil
+	}
+	// Only a tunnel past its handshake counts against max_connections.
+	if !t.underLimit(t.active.Add(1)-1, t.cfg.Limits.MaxConnections, "connections") {
+		t.active.Add(-1)
 		tc.Close()
 		return nil, nil
 	}
@@ -172,6 +216,7 @@ func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 	dcancel()
 	t.dest.record(err)
 	if err != nil {
+		t.active.Add(-1)
 		t.log.Warn("backend unreachable: closing the tunnel", "peer", peer, "connect", t.cfg.Connect, "err", err)
 		t.met.dialFailures.Inc()
 		tc.Close()
@@ -197,8 +242,8 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
 	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
 	dcancel()
-	t.dest.record(err)
 	if err != nil {
+		t.dest.record(err) // a connect that works says nothing yet: the handshake does
 		t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
 		t.met.dialFailures.Inc()
 		local.Close()
@@ -210,11 +255,15 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	err = tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		t.handshakeFailed(err, t.cfg.Connect, t.identity, false, start)
+		reason := t.handshakeFailed(err, t.cfg.Connect, t.identity, false, start)
+		if t.ctx.Err() == nil {
+			t.dest.handshake(reason, "TLS handshake with the server proxy failed: "+reason+": "+explain(reason, t.mode, shortIdentity(t.identity)))
+		}
 		tc.Close()
 		local.Close()
 		return nil, nil
 	}
+	t.dest.handshake("", "")
 	st := tc.ConnectionState()
 	t.log.Debug("tunnel open", "peer", peer, "version", tlsVersionName(st.Version), "suite", tlspsk.CipherSuiteName(st.CipherSuite),
 		"group", st.Group.String())
@@ -236,21 +285,28 @@ func (t *tcpRoute) tunnel(a, b net.Conn) {
 
 // handshakeFailed logs and counts a failed handshake. A connection that
 // closed without sending a byte is a port probe: debug only, not counted.
-func (t *tcpRoute) handshakeFailed(err error, peer, identity string, silent bool, start time.Time) {
-	reason := tlspsk.FailureReason(err)
+func (t *tcpRoute) handshakeFailed(err error, peer, identity string, silent bool, start time.Time) (reason string) {
+	reason = tlspsk.FailureReason(err)
 	if errors.Is(err, ErrNotReady) {
 		reason = reasonNotReady
 	}
 	if silent && reason == reasonPeerClosed {
 		t.log.Debug("connection closed before a handshake (port probe?)", "peer", peer)
-		return
+		return reason
+	}
+	if silent && reason == reasonTimeout && t.mode == ModeServer {
+		// Debug only: a flood of silent connections must not flood the log.
+		t.log.Debug("no handshake byte in time: closing the connection", "peer", peer, "after", since(start))
+		t.met.handshakeFailed(reasonSilent)
+		return reasonSilent
 	}
 	if t.ctx.Err() != nil {
-		return // shutting down
+		return reason // shutting down
 	}
 	// Log first, then count: a test (or an operator) that sees the count
 	// finds the log line.
 	t.log.Warn("handshake failed: "+explain(reason, t.mode, shortIdentity(identity)),
 		"peer", peer, "reason", reason, "identity", shortIdentity(identity), "after", since(start), "err", err)
 	t.met.handshakeFailed(reason)
+	return reason
 }

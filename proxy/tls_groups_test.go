@@ -33,18 +33,22 @@ func TestTLSGroupsConfig(t *testing.T) {
 	if tc, _ := tlsSettings(&c.Routes[0]); tc.CurvePreferences != nil {
 		t.Fatalf("default CurvePreferences %v, want nil", tc.CurvePreferences)
 	}
-	// The flag over the file, the per-route variable over the flag's
-	// MCBN_PROXY_ variable.
+	// Without a config file: the flag over its MCBN_PROXY_ variable, the
+	// per-route variable over both. (With a file, TLS settings come from
+	// the file only: TestPinnedSettingsConflictWithConfig.)
+	route := map[string]string{"name": "web", "listen": "tls://127.0.0.1:8443", "connect": "tcp://127.0.0.1:8080", "psk": "00112233445566778899aabbccddeeff"}
 	for _, tc := range []struct {
 		flags, env map[string]string
 		want       []tlspsk.CurveID
 	}{
-		{map[string]string{"tls-groups": "P-256, X25519"}, nil, []tlspsk.CurveID{tlspsk.CurveP256, tlspsk.X25519}},
+		{map[string]string{"tls-groups": "P-256, X25519"}, map[string]string{"MCBN_PROXY_TLS_GROUPS": "X25519"}, []tlspsk.CurveID{tlspsk.CurveP256, tlspsk.X25519}},
 		{nil, map[string]string{"MCBN_PROXY_TLS_GROUPS": "X25519MLKEM768,X25519"}, []tlspsk.CurveID{tlspsk.X25519MLKEM768, tlspsk.X25519}},
 		{nil, map[string]string{"MCBN_PROXY_TLS_GROUPS": "X25519", "MCBN_PROXY_ROUTE_WEB_TLS_GROUPS": "X25519MLKEM768,P-256"},
 			[]tlspsk.CurveID{tlspsk.X25519MLKEM768, tlspsk.CurveP256}},
 	} {
-		c, err := load(t, ModeServer, goodServer+"    tls: {groups: [X25519, P-256]}\n", tc.flags, tc.env)
+		env := tc.env
+		c, err := LoadConfig(ModeServer, LoadOptions{Flags: merge(merge(map[string]string{}, route), tc.flags),
+			Getenv: func(k string) (string, bool) { v, ok := env[k]; return v, ok }})
 		if err != nil {
 			t.Fatalf("%v %v: %v", tc.flags, tc.env, err)
 		}
@@ -66,15 +70,18 @@ func TestTLSGroupsErrorsNameTheField(t *testing.T) {
 		{"twice", "    tls: {groups: [X25519, x25519]}\n", "", `routes[0] (web): tls: groups: X25519 is listed twice`},
 		{"hybrid only with TLS 1.2", "    tls: {groups: [X25519MLKEM768]}\n", "",
 			`routes[0] (web): tls: groups: X25519MLKEM768 is TLS 1.3 only, so TLS 1.2 (min_version 1.2) would have no group`},
-		{"not a list", "    tls: {groups: X25519}\n", "", `line 8: cannot unmarshal !!str (value hidden) into []string`},
+		{"not a list", "    tls: {groups: X25519}\n", "", `line 8: got a string (value hidden), want a list`},
 		{"flag", "", "X25519,ffdhe2048", `routes[0] (web): tls: groups: unknown group "ffdhe2048"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var flags map[string]string
+			var err error
 			if tc.flag != "" {
-				flags = map[string]string{"tls-groups": tc.flag}
+				_, err = LoadConfig(ModeServer, LoadOptions{Flags: map[string]string{"name": "web", "listen": "tls://127.0.0.1:8443",
+					"connect": "tcp://127.0.0.1:8080", "psk": "00112233445566778899aabbccddeeff", "tls-groups": tc.flag},
+					Getenv: func(string) (string, bool) { return "", false }})
+			} else {
+				_, err = load(t, ModeServer, goodServer+tc.yaml, nil, nil)
 			}
-			_, err := load(t, ModeServer, goodServer+tc.yaml, flags, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v\nwant it to contain %q", err, tc.want)
 			}
@@ -208,10 +215,7 @@ func TestTLSGroupsOpenSSL(t *testing.T) {
 	})
 	t.Run("client proxy", func(t *testing.T) {
 		key := randomKey(t)
-		port := freePort(t, "tcp")
-		peer := startPeer(t, testCtx(t), openssl, "s_server", "-psk", hexKey(key), "-nocert", "-tls1_3",
-			"-accept", fmt.Sprint(port), "-naccept", "1")
-		waitFor(t, 10*time.Second, "s_server to accept", func() bool { return strings.Contains(peer.out.String(), "ACCEPT") })
+		peer, port := openSSLServer(t, openssl, "-psk", hexKey(key), "-nocert", "-tls1_3", "-naccept", "1")
 		cp := clientProxy(t, "tcp://127.0.0.1:0", fmt.Sprintf("tls://127.0.0.1:%d", port), PSKConfig{Hex: hexKey(key)},
 			func(r *Route) { r.TLS.Groups = []string{"P-256"} })
 		c, err := net.Dial("tcp", cp.url("app"))

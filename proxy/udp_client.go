@@ -190,13 +190,14 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 	if err != nil {
 		_, answered := dc.ConnectionState() // the server picked a suite
 		dc.Close()
-		if !answered {
-			u.dest.record(err)
+		if u.ctx.Err() == nil {
+			reason := classifyDTLS(err, answered)
+			u.dest.handshake(reason, "DTLS handshake with the server proxy failed: "+reason+": "+explain(reason, u.mode, shortIdentity(u.identity)))
 		}
 		u.holdDown(s, err, start, answered)
 		return
 	}
-	u.dest.reachable()
+	u.dest.handshake("", "")
 	u.relay(s, dc)
 }
 

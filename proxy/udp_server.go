@@ -24,34 +24,35 @@ type udpServerRoute struct {
 	pending pendingHandshakes
 }
 
-// maxPendingHandshakes bounds the DTLS handshakes in progress on one route.
-// pion accepts a connection for the first datagram from an address that
-// looks like a handshake record, before the cookie exchange that proves the
-// address is real, so a spoofed sender can start handshakes for free. They
-// are counted apart from max_sessions (which only established sessions
-// use), and when this bound is reached the oldest pending handshake is
-// dropped to make room: junk can then only push junk out, while a real
-// client's handshake, a few round trips long, completes long before a flood
-// of this size turns over.
-const maxPendingHandshakes = 1024
-
-// pendingHandshakes is the FIFO of DTLS handshakes in progress.
+// pendingHandshakes is the FIFO of handshakes in progress on a server
+// route (DTLS sessions or TLS connections), bounded by
+// limits.max_pending_handshakes apart from max_sessions and max_connections,
+// which count established tunnels only.
+//
+// Why a FIFO that drops the oldest: pion accepts a connection for the first
+// datagram from an address that looks like a handshake record, before the
+// cookie exchange that proves the address is real, so a spoofed sender can
+// start DTLS handshakes for free; on TCP anyone can open connections and
+// send nothing. Refusing new handshakes at the bound would let such junk
+// lock real clients out; dropping the oldest means junk can only push junk
+// out, while a real client's handshake, a few round trips long, completes
+// long before a flood of this size turns over.
 type pendingHandshakes struct {
 	mu    sync.Mutex
-	queue []*dtls.Conn
-	max   int // 0: maxPendingHandshakes
+	queue []net.Conn
+	max   int // 0: DefaultMaxPendingHandshakes
 }
 
 // add enqueues c and returns the oldest pending handshake to drop when the
 // queue was full, or nil.
-func (p *pendingHandshakes) add(c *dtls.Conn) *dtls.Conn {
+func (p *pendingHandshakes) add(c net.Conn) net.Conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	limit := p.max
-	if limit == 0 {
-		limit = maxPendingHandshakes
+	if limit <= 0 {
+		limit = DefaultMaxPendingHandshakes
 	}
-	var evict *dtls.Conn
+	var evict net.Conn
 	if len(p.queue) >= limit {
 		evict = p.queue[0]
 		p.queue = slices.Delete(p.queue, 0, 1)
@@ -62,7 +63,7 @@ func (p *pendingHandshakes) add(c *dtls.Conn) *dtls.Conn {
 
 // done removes c (its handshake ended either way); it reports whether c
 // was still queued, that is, not dropped to make room.
-func (p *pendingHandshakes) done(c *dtls.Conn) bool {
+func (p *pendingHandshakes) done(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, q := range p.queue {
@@ -116,6 +117,7 @@ func (u *udpServerRoute) listen() error {
 		return err
 	}
 	u.ln = ln
+	u.pending.max = u.cfg.Limits.MaxPendingHandshakes
 	return nil
 }
 
@@ -157,7 +159,7 @@ func (u *udpServerRoute) serve() {
 		}
 		dc := c.(*dtls.Conn)
 		if old := u.pending.add(dc); old != nil {
-			u.log.Debug("too many DTLS handshakes in progress: dropping the oldest", "peer", old.RemoteAddr().String(), "max_pending", maxPendingHandshakes)
+			u.log.Debug("too many DTLS handshakes in progress: dropping the oldest", "peer", old.RemoteAddr().String(), "max_pending", u.cfg.Limits.MaxPendingHandshakes)
 			u.met.handshakeFailed("evicted")
 			old.Close()
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/mcbn/mcbn/proxy"
 )
@@ -33,7 +34,14 @@ const proxyLeafUsage = `Usage: mcbn proxy %[1]s [--config FILE] [flags]
 Runs a %[1]s proxy: one or more routes from --config, or one route from flags.
 Every flag can also be given as an environment variable: MCBN_PROXY_ followed
 by the flag name in upper case with '-' as '_' (--psk-file: MCBN_PROXY_PSK_FILE).
-Precedence: flags, then environment, then the config file, then defaults.
+Precedence: flags, then environment, then the config file, then defaults. With
+a config file, a route's addresses, key and TLS/DTLS settings come from the
+file only (the release policy pins it): --listen, --connect, --psk-*, --tls-*
+and the like are then an error, as are their variables; timeouts, limits,
+logging and --admin may still be given.
+
+--check runs 'mcbn proxy check' on the config: the same loading and
+validation, the PSK sources read, the consent dry run for shares sources.
 
 Signals: SIGHUP re-reads PSK files without dropping tunnels; SIGTERM or SIGINT
 stop accepting and let open tunnels finish for up to --drain-timeout (a second
@@ -71,13 +79,17 @@ func init() {
 func runProxy(c *command, mode proxy.Mode, args []string, stdout, stderr io.Writer, sig <-chan os.Signal, started chan<- *proxy.Proxy) error {
 	fs := newFlags(c, "mcbn proxy "+string(mode), stdout)
 	vals := proxy.RegisterFlags(fs)
-	check := fs.Bool("check", false, "validate the config and the PSK sources, then exit")
+	check := fs.Bool("check", false, "check the config, its PSK sources and (shares) the consent dry run, then exit: the same as mcbn proxy check")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
+	}
+	if *check {
+		// The same check as 'mcbn proxy check', with the mode known.
+		return checkProxyConfig(mode, proxy.LoadOptions{Flags: vals}, 30*time.Second, stdout)
 	}
 	cfg, err := proxy.LoadConfig(mode, proxy.LoadOptions{Flags: vals})
 	if err != nil {
@@ -87,11 +99,6 @@ func runProxy(c *command, mode proxy.Mode, args []string, stdout, stderr io.Writ
 	p, err := proxy.New(cfg, proxy.Options{Logger: log})
 	if err != nil {
 		return err
-	}
-	if *check {
-		p.Close()
-		fmt.Fprintf(stdout, "config ok: %s proxy, %d route(s)\n", mode, len(cfg.Routes))
-		return nil
 	}
 	if err := p.Start(); err != nil {
 		p.Close()

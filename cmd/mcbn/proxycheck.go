@@ -4,32 +4,48 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
+	"os"
 	"time"
 
+	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/shareholder"
+	"gopkg.in/yaml.v3"
 )
 
-// mcbn proxy check: the consent dry run. Logic lives in package shareholder.
+// mcbn proxy check (and 'mcbn proxy client|server --check', the same
+// thing): the proxy's own config loading and validation, its PSK sources
+// read, and the consent dry run for shares sources. Logic lives in packages
+// proxy and shareholder.
 
-const proxyCheckUsage = `Usage: mcbn proxy check --config FILE [--timeout 30s]
+const proxyCheckUsage = `Usage: mcbn proxy check --config FILE [--mode client|server] [--timeout 30s]
 
-Contacts every shareholder exactly as a proxy would (TLS 1.3, attestation
-token bound to the connection, release request), verifies each share against
-the group's commitments, and wipes it at once: no share is kept and no key is
-derived. It reports, for each shareholder, whether it would release and why
-not, and exits 1 when fewer than the threshold would.
+Checks a proxy config exactly as 'mcbn proxy client|server --config FILE'
+loads it (same parser, same validation, same environment variables: a config
+the proxy would refuse fails here with the same message), reads every PSK
+file, PSKsecrets file and environment key it names, then runs the consent dry
+run for every route with psk.source: shares: it contacts every shareholder
+exactly as the proxy would (TLS 1.3, attestation token bound to the
+connection, release request), verifies each share against the group's
+commitments, and wipes it at once: no share is kept and no key is derived. It
+reports, for each shareholder, whether it would release and why not, and exits
+1 when the config is refused or fewer than the threshold would release.
 
-FILE is either a proxy config (every route with psk.source: shares is checked)
-or a file with a top-level shares: block holding the same options.
+The mode comes from the file's mode: key, or --mode when it has none.
+'mcbn proxy client --check' and 'mcbn proxy server --check' are the same check.
+
+FILE may also hold only a top-level shares: block (the options of a shares
+source); then only the dry run is done.
 
 Example:
 
   $ mcbn proxy check --config client.yaml
+  config ok: client proxy, 1 route(s)
   routes[0] (web): 2/3 shares (threshold 2): alice ok, bob ok, carol refused: consent_revoked
   ok: every shares source would reach its threshold`
 
 func init() {
-	c := &command{name: "check", summary: "dry run: would the shareholders release? (keeps no share)", usage: proxyCheckUsage}
+	c := &command{name: "check", summary: "check a config and dry-run consent: would the shareholders release? (keeps no share)", usage: proxyCheckUsage}
 	c.run = func(args []string, stdout, stderr io.Writer) error { return runProxyCheck(c, args, stdout, stderr) }
 	register("proxy", c)
 }
@@ -37,6 +53,7 @@ func init() {
 func runProxyCheck(c *command, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags(c, "mcbn proxy check", stdout)
 	cfgPath := fs.String("config", "", "proxy config or shares `file` (YAML)")
+	mode := fs.String("mode", "", "client or server, for a config `without` a mode: key")
 	timeout := fs.Duration("timeout", 30*time.Second, "overall `duration` limit")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -48,17 +65,126 @@ func runProxyCheck(c *command, args []string, stdout, stderr io.Writer) error {
 	if *cfgPath == "" {
 		return usagef("--config is required")
 	}
-	targets, err := shareholder.LoadCheckTargets(*cfgPath)
+	data, err := os.ReadFile(*cfgPath)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if sharesOnly(data) {
+		return checkSharesFile(*cfgPath, *timeout, stdout)
+	}
+	m := proxy.Mode(*mode)
+	if m == "" {
+		c, err := proxy.ParseConfig(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *cfgPath, err)
+		}
+		if m = c.Mode; m == "" {
+			return usagef("%s has no mode: key: add mode: client or mode: server, or give --mode", *cfgPath)
+		}
+	}
+	return checkProxyConfig(m, proxy.LoadOptions{Flags: map[string]string{"config": *cfgPath}}, *timeout, stdout)
+}
+
+// sharesOnly reports whether data is the stand-alone form: a mapping with
+// a shares: key and no routes:.
+func sharesOnly(data []byte) bool {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return false
+	}
+	shares, routes := false, false
+	top := doc.Content[0]
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		switch top.Content[i].Value {
+		case "shares":
+			shares = true
+		case "routes":
+			routes = true
+		}
+	}
+	return shares && !routes
+}
+
+// checkProxyConfig is the check behind 'proxy check' and '--check': load
+// and validate the config as the proxy does, build its sources as the proxy
+// does (shares sources excepted: they would start gathering), then dry-run
+// every shares route.
+func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Duration, stdout io.Writer) error {
+	cfg, err := proxy.LoadConfig(mode, lo)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	type target struct {
+		where string
+		cfg   shareholder.SharesSourceConfig
+	}
+	var targets []target
+	placeholders := map[string]proxy.Source{}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		if r.PSK.Source != shareholder.SourceKind {
+			continue
+		}
+		where := fmt.Sprintf("routes[%d] (%s)", i, r.Name)
+		var sc shareholder.SharesSourceConfig
+		// The decoder the proxy gives the shares source (SourceSpec.Decode).
+		if err := r.DecodeSourceOptions(&sc); err != nil {
+			return fmt.Errorf("%s: psk.source %s: psk.options: %w", where, r.PSK.Source, err)
+		}
+		id := r.EffectiveIdentity()
+		switch {
+		case sc.Identity == "":
+			sc.Identity = id
+		case r.Identity != "" && sc.Identity != r.Identity:
+			return fmt.Errorf("%s: psk.options.identity: %q differs from the route's identity %q", where, sc.Identity, r.Identity)
+		}
+		targets = append(targets, target{where, sc})
+		placeholders[r.Name] = proxy.NewNotReadySource("checked by the dry run")
+	}
+	// Every other source is built exactly as the proxy builds it (files
+	// read, modes checked), then closed; no socket is opened.
+	p, err := proxy.New(cfg, proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Sources: placeholders})
+	if err != nil {
+		return err
+	}
+	p.Close()
+	fmt.Fprintf(stdout, "config ok: %s proxy, %d route(s)\n", mode, len(cfg.Routes))
+	if len(targets) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	short := 0
+	for _, t := range targets {
+		prog, err := shareholder.Check(ctx, t.cfg, nil)
+		if err != nil {
+			return fmt.Errorf("%s: psk.options: %w", t.where, err)
+		}
+		fmt.Fprintf(stdout, "%s: %s\n", t.where, prog)
+		if !prog.Enough() {
+			short++
+		}
+	}
+	if short > 0 {
+		return fmt.Errorf("%d of %d shares source(s) below the threshold", short, len(targets))
+	}
+	fmt.Fprintln(stdout, "ok: every shares source would reach its threshold")
+	return nil
+}
+
+// checkSharesFile dry-runs a stand-alone shares: file.
+func checkSharesFile(path string, timeout time.Duration, stdout io.Writer) error {
+	targets, err := shareholder.LoadCheckTargets(path)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	short := 0
 	for _, t := range targets {
 		prog, err := shareholder.Check(ctx, t.Config, nil)
 		if err != nil {
-			return fmt.Errorf("%s: %s: %w", *cfgPath, t.Where, err)
+			return fmt.Errorf("%s: %s: %w", path, t.Where, err)
 		}
 		fmt.Fprintf(stdout, "%s: %s\n", t.Where, prog)
 		if !prog.Enough() {

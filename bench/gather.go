@@ -204,5 +204,6 @@ func shareholderYAML(dir, name, issuer, policy string) string {
 	}
 	fmt.Fprintf(&b, "consent: granted\naudit_log: %s.audit.jsonl\n", name)
 	fmt.Fprintf(&b, "rate_limit:\n  per_second: 100000\n  burst: 100000\n")
+	fmt.Fprintf(&b, "metrics:\n  listen: \"\"\n") // many daemons: no metrics ports to share
 	return b.String()
 }

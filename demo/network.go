@@ -113,6 +113,7 @@ func startShareholder(ctx context.Context, dir, name string, k *keyFiles, issuer
 	}
 	fmt.Fprintf(&b, "consent: %s\naudit_log: %s.audit.jsonl\n", shareholder.ConsentGranted, name)
 	fmt.Fprintf(&b, "rate_limit:\n  per_second: 1000\n  burst: 1000\nreload_interval: 50ms\n")
+	fmt.Fprintf(&b, "metrics:\n  listen: \"\"\n") // three daemons: no metrics ports to share
 	path := filepath.Join(dir, name+".yaml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
 		return nil, "", err

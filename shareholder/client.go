@@ -19,8 +19,47 @@ import (
 	"github.com/mcbn/mcbn/psk"
 )
 
-// maxReleaseReply bounds a shareholder's reply.
-const maxReleaseReply = 64 << 10
+// Bounds on what a proxy reads from one shareholder per request. A
+// participant may be hostile: http.ReadResponse has no header limit of its
+// own, so without these an endless header (or status line) drives the proxy
+// out of memory every round. The byte budget below caps everything read from
+// the connection after the TLS handshake; the request's deadline (the
+// source's timeout) caps the time.
+const (
+	// maxReplyHeader bounds the status line and headers together.
+	maxReplyHeader = 16 << 10
+	// maxReleaseReply bounds the decoded reply body. The largest legitimate
+	// reply, a release response holding one share file, is under 1 KiB.
+	maxReleaseReply = 16 << 10
+	// maxReplyFraming is what chunked transfer framing may add on the wire.
+	maxReplyFraming = 16 << 10
+	// maxReplyBytes is the most a proxy reads from one shareholder in one
+	// request, headers and framing included.
+	maxReplyBytes = maxReplyHeader + maxReleaseReply + maxReplyFraming
+)
+
+// errReplyTooLarge is returned by replyBudget once the budget is spent.
+var errReplyTooLarge = errors.New("reply too large")
+
+// replyBudget reads at most left bytes from r, then fails with
+// errReplyTooLarge (not io.EOF, so a cut-off reply never parses as a
+// complete one).
+type replyBudget struct {
+	r    io.Reader
+	left int64
+}
+
+func (b *replyBudget) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errReplyTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	return n, err
+}
 
 // RefusedError is a shareholder's refusal with its public reason code.
 type RefusedError struct {
@@ -42,6 +81,9 @@ type releaseClient struct {
 	audience string
 	tls      *tls.Config
 	groupID  string
+	// dial opens the TCP connection (nil: a net.Dialer); tests wrap it to
+	// count the bytes a hostile shareholder gets the proxy to read.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 // newReleaseClient checks a shareholder entry and prepares its TLS config:
@@ -98,19 +140,39 @@ func newReleaseClient(sh ShareholderConfig, groupID string, field string) (*rele
 
 // fetch runs the release protocol on one fresh TLS connection and returns
 // the parsed share (not yet verified against the group). The caller wipes it.
+// Everything read from the shareholder is bounded: maxReplyBytes in all, of
+// which at most maxReplyHeader for the status line and headers, and
+// maxReleaseReply for the body; a context without a deadline gets
+// DefaultTimeout.
 func (c *releaseClient) fetch(ctx context.Context, provider attest.TokenProvider) (*psk.Share, error) {
-	d := tls.Dialer{Config: c.tls}
-	raw, err := d.DialContext(ctx, "tcp", c.addr)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	dial := c.dial
+	if dial == nil {
+		dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", addr)
+		}
+	}
+	raw, err := dial(ctx, c.addr)
 	if err != nil {
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
-	conn := raw.(*tls.Conn)
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	// Closing the TCP connection, not the TLS one: a close_notify could
+	// block on a peer that stopped reading.
+	defer raw.Close()
+	dl, _ := ctx.Deadline()
+	raw.SetDeadline(dl)
+	// Closing on cancel unblocks any read or write at once.
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	conn := tls.Client(raw, c.tls)
+	if err := conn.HandshakeContext(ctx); err != nil {
+		return nil, fmt.Errorf("connecting: %w", err)
+	}
 	cs := conn.ConnectionState()
 	nonce, err := ChannelNonce(&cs)
 	if err != nil {
@@ -134,18 +196,37 @@ func (c *releaseClient) fetch(ctx context.Context, provider attest.TokenProvider
 	if err := req.Write(conn); err != nil {
 		return nil, fmt.Errorf("sending request: %w", err)
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
+	return c.readReply(conn, req)
+}
+
+// readReply reads and judges the reply to req from conn, reading at most
+// maxReplyBytes from it.
+func (c *releaseClient) readReply(conn io.Reader, req *http.Request) (*psk.Share, error) {
+	budget := &replyBudget{r: conn, left: maxReplyBytes}
+	br := bufio.NewReaderSize(budget, 4<<10)
+	resp, err := http.ReadResponse(br, req)
+	if errors.Is(err, errReplyTooLarge) {
+		return nil, fmt.Errorf("reply header larger than %d bytes", maxReplyHeader)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading reply: %w", err)
 	}
 	defer resp.Body.Close()
+	// What the header took: read from the connection, less what bufio holds
+	// of the body already.
+	if used := maxReplyBytes - budget.left - int64(br.Buffered()); used > maxReplyHeader {
+		return nil, fmt.Errorf("reply header larger than %d bytes", maxReplyHeader)
+	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxReleaseReply+1))
+	defer psk.Wipe(reply)
+	if errors.Is(err, errReplyTooLarge) {
+		return nil, fmt.Errorf("reply larger than %d bytes on the wire", maxReplyBytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reading reply: %w", err)
 	}
-	defer psk.Wipe(reply)
 	if len(reply) > maxReleaseReply {
-		return nil, errors.New("reply too large")
+		return nil, fmt.Errorf("reply body larger than %d bytes", maxReleaseReply)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var ref Refusal

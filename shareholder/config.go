@@ -2,6 +2,8 @@ package shareholder
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -29,16 +31,30 @@ const (
 	DefaultMaxClients     = 10000
 	DefaultReloadInterval = 2 * time.Second
 	DefaultCostLimit      = 100000
-	maxConfigSize         = 1 << 20
+	// DefaultMetricsListen is loopback: the metrics name refusal details
+	// (which check a forged token failed) and the consent state, which the
+	// release port deliberately keeps to itself.
+	DefaultMetricsListen = "127.0.0.1:9464"
+	// DefaultMaxConnections caps open connections on the release listener,
+	// far below usual descriptor limits so the process never runs out.
+	DefaultMaxConnections = 512
+	// DefaultAuditRefusalsPerSecond is the global budget of refusals of
+	// unverified requests written to the audit log one by one.
+	DefaultAuditRefusalsPerSecond = 10
+	maxConfigSize                 = 1 << 20
 )
 
 // Config is the shareholder daemon's YAML configuration. Relative paths are
 // resolved against the directory of the config file.
 type Config struct {
 	// Name of this participant, as in the group descriptor (for logs).
-	Name   string    `yaml:"name"`
-	Listen string    `yaml:"listen"`
-	TLS    TLSConfig `yaml:"tls"`
+	Name   string `yaml:"name"`
+	Listen string `yaml:"listen"`
+	// ListenAllInterfaces says that a listen address with an empty or
+	// unspecified host (every interface) is intended; without it the daemon
+	// warns at start.
+	ListenAllInterfaces bool      `yaml:"listen_all_interfaces"`
+	TLS                 TLSConfig `yaml:"tls"`
 	// ShareStore is file:///path or gcpsm://projects/P/secrets/S/versions/V.
 	ShareStore string `yaml:"share_store"`
 	// Group is the path of the public group descriptor.
@@ -50,16 +66,40 @@ type Config struct {
 	// Consent is "granted" or "revoked".
 	Consent  string `yaml:"consent"`
 	AuditLog string `yaml:"audit_log"`
-	// RateLimit applies per remote IP address.
+	// AuditRotateBytes, when > 0, rotates the audit log before it would
+	// grow past this size (AuditOptions.RotateBytes).
+	AuditRotateBytes int64 `yaml:"audit_rotate_bytes"`
+	// RateLimit applies per remote IP address to requests that fail before
+	// their token verifies, and per token subject to verified requests.
 	RateLimit      RateLimitConfig `yaml:"rate_limit"`
 	MaxBodyBytes   int64           `yaml:"max_body_bytes"`
 	ReloadInterval time.Duration   `yaml:"reload_interval"`
 	// PolicyCostLimit bounds the CEL evaluation cost.
 	PolicyCostLimit uint64 `yaml:"policy_cost_limit"`
+	// MaxConnections caps open connections on the release listener.
+	MaxConnections int `yaml:"max_connections"`
+	// AuditRefusalsPerSecond is the global budget of refusals of requests
+	// whose token did not verify that get an audit line each; the rest are
+	// counted in one summary line per second.
+	AuditRefusalsPerSecond int `yaml:"audit_refusals_per_second"`
+	// Metrics is the separate Prometheus listener.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// ControlSocket is the daemon's local control socket (consent
+	// confirmation); default: beside the config file (ControlSocketPath).
+	ControlSocket string `yaml:"control_socket"`
 
 	// Resolved at load time.
 	dir        string
 	policyText string
+	fileSum    string // SHA-256 (hex) of the config file text as loaded
+}
+
+// MetricsConfig is the metrics listener: plain HTTP, GET /metrics only.
+type MetricsConfig struct {
+	// Listen is host:port; absent: DefaultMetricsListen; "" disables.
+	Listen *string `yaml:"listen"`
+	// ListenAllInterfaces: as the top-level field, for this listener.
+	ListenAllInterfaces bool `yaml:"listen_all_interfaces"`
 }
 
 // TLSConfig names the participant's certificate and key (PEM). Both empty:
@@ -76,7 +116,9 @@ type VerifierConfig struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 }
 
-// RateLimitConfig is a token bucket per remote address.
+// RateLimitConfig sizes the token buckets: one per remote address for
+// requests that fail before their token verifies, one per token subject
+// for requests that verify.
 type RateLimitConfig struct {
 	PerSecond  float64 `yaml:"per_second"`
 	Burst      int     `yaml:"burst"`
@@ -87,12 +129,23 @@ type RateLimitConfig struct {
 type ConfigError struct {
 	Field string
 	Msg   string
+	// Err is the underlying error when there is one (e.g. a file read
+	// error), so callers can tell a local I/O failure from bad content.
+	Err error
 }
 
 func (e *ConfigError) Error() string { return e.Field + ": " + e.Msg }
 
+// Unwrap returns the underlying error, if any.
+func (e *ConfigError) Unwrap() error { return e.Err }
+
 func fieldErr(field, format string, a ...any) error {
 	return &ConfigError{Field: field, Msg: fmt.Sprintf(format, a...)}
+}
+
+// ioFieldErr wraps an I/O error for field, keeping it for errors.Is/As.
+func ioFieldErr(field string, err error) error {
+	return &ConfigError{Field: field, Msg: err.Error(), Err: err}
 }
 
 // LoadConfig reads, parses and validates the config file at path, reading
@@ -100,7 +153,7 @@ func fieldErr(field, format string, a ...any) error {
 func LoadConfig(path string) (*Config, error) {
 	data, err := readSmallFile(path, maxConfigSize)
 	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, &ConfigFileError{Path: path, Err: err}
 	}
 	dir, err := filepath.Abs(filepath.Dir(path))
 	if err != nil {
@@ -113,6 +166,19 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
+// ConfigFileError is a config file that could not be read (as opposed to
+// one that was read and is wrong): a local failure such as a missing file
+// or no free file descriptor.
+type ConfigFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *ConfigFileError) Error() string { return "config " + e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the read error.
+func (e *ConfigFileError) Unwrap() error { return e.Err }
+
 // ParseConfig parses and validates YAML config text; dir resolves relative
 // paths (and policy_file is read from it).
 func ParseConfig(data []byte, dir string) (*Config, error) {
@@ -124,6 +190,17 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
+	// The consent line must say what the YAML says: `consent revoke` edits
+	// that line alone (it must work on a file that does not load), and the
+	// daemon reads it alone when the rest of the file is broken.
+	line, err := ParseConsentLine(data)
+	if err != nil {
+		return nil, fieldErr("consent", "%v", err)
+	}
+	if line != c.Consent {
+		return nil, fieldErr("consent", "the consent line says %q but the YAML value is %q", line, c.Consent)
+	}
+	c.fileSum = sha256Hex(data)
 	return &c, nil
 }
 
@@ -247,7 +324,7 @@ func (c *Config) validate() error {
 		c.PolicyFile = c.abs(c.PolicyFile)
 		b, err := readSmallFile(c.PolicyFile, 64<<10)
 		if err != nil {
-			return fieldErr("policy_file", "%v", err)
+			return ioFieldErr("policy_file", err)
 		}
 		c.policyText = string(b)
 	default:
@@ -264,6 +341,9 @@ func (c *Config) validate() error {
 		return fieldErr("audit_log", "missing: the path of the hash-chained audit log")
 	}
 	c.AuditLog = c.abs(c.AuditLog)
+	if c.AuditRotateBytes < 0 || c.AuditRotateBytes > 0 && c.AuditRotateBytes < 4096 {
+		return fieldErr("audit_rotate_bytes", "%d: 0 (no rotation) or at least 4096", c.AuditRotateBytes)
+	}
 	rl := &c.RateLimit
 	switch {
 	case rl.PerSecond < 0:
@@ -298,6 +378,30 @@ func (c *Config) validate() error {
 	if c.PolicyCostLimit == 0 {
 		c.PolicyCostLimit = DefaultCostLimit
 	}
+	switch {
+	case c.MaxConnections < 0 || c.MaxConnections > 1<<16:
+		return fieldErr("max_connections", "%d outside 1..65536", c.MaxConnections)
+	case c.MaxConnections == 0:
+		c.MaxConnections = DefaultMaxConnections
+	}
+	switch {
+	case c.AuditRefusalsPerSecond < 0 || c.AuditRefusalsPerSecond > 10000:
+		return fieldErr("audit_refusals_per_second", "%d outside 1..10000", c.AuditRefusalsPerSecond)
+	case c.AuditRefusalsPerSecond == 0:
+		c.AuditRefusalsPerSecond = DefaultAuditRefusalsPerSecond
+	}
+	if c.Metrics.Listen == nil {
+		def := DefaultMetricsListen
+		c.Metrics.Listen = &def
+	}
+	if m := *c.Metrics.Listen; m != "" {
+		if _, _, err := net.SplitHostPort(m); err != nil {
+			return fieldErr("metrics.listen", "%q is not host:port (or \"\" to disable metrics)", m)
+		}
+	}
+	if c.ControlSocket != "" {
+		c.ControlSocket = c.abs(c.ControlSocket)
+	}
 	if _, err := CompilePolicy(c.policyText, c.PolicyCostLimit); err != nil {
 		field := "policy"
 		if c.PolicyFile != "" {
@@ -310,6 +414,19 @@ func (c *Config) validate() error {
 
 // PolicyText returns the CEL text in force (inline or read from the file).
 func (c *Config) PolicyText() string { return c.policyText }
+
+// MetricsListen returns the metrics listener's address ("" when disabled).
+func (c *Config) MetricsListen() string {
+	if c.Metrics.Listen == nil {
+		return DefaultMetricsListen
+	}
+	return *c.Metrics.Listen
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
 
 func (c *Config) abs(p string) string {
 	if p == "" || filepath.IsAbs(p) || c.dir == "" {

@@ -67,7 +67,7 @@ func TestReleaseEndToEnd(t *testing.T) {
 	if rec.Decision != DecisionRelease || rec.ImageDigest != testDigest || rec.Subject == "" {
 		t.Fatalf("audit record %+v", rec)
 	}
-	body := httpsGet(t, servers["alice"], "/metrics")
+	body := metricsGet(t, servers["alice"])
 	if !strings.Contains(body, "mcbn_shareholder_releases_total") {
 		t.Fatalf("metrics lack the release counter:\n%s", body)
 	}

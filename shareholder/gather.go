@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mcbn/mcbn/attest"
@@ -26,6 +27,10 @@ type Outcome struct {
 	Name   string `json:"name"`
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"` // refusal code or error summary
+	// Local marks an unreachable outcome caused on this proxy's side (out
+	// of file descriptors, buffers or ports; the attestation launcher), not
+	// by the shareholder or the network.
+	Local bool `json:"local,omitempty"`
 }
 
 func (o Outcome) String() string {
@@ -55,6 +60,88 @@ func (p Progress) String() string {
 
 // Enough reports whether the threshold was reached.
 func (p Progress) Enough() bool { return p.Valid >= p.Threshold }
+
+// Count returns how many shareholders ended the round in state.
+func (p Progress) Count(state string) int {
+	n := 0
+	for _, o := range p.Outcomes {
+		if o.State == state {
+			n++
+		}
+	}
+	return n
+}
+
+// Shortfall says why a round stayed below the threshold ("" when it did
+// not), keeping a participant's decision (a refusal: consent withdrawn,
+// policy refused; other refusals such as token_invalid or rate_limited are
+// worded as refusals, not as consent) apart from failures to ask (unreachable:
+// a local error such as running out of file descriptors, DNS, dial errors,
+// timeouts) and from invalid shares, so that an operator is never told that
+// consent was withdrawn when the proxy itself could not get through:
+//
+//	not enough shareholders consent: 1/3 valid, threshold 2; 2 refused (bob: consent_revoked, carol: policy_denied)
+//	shareholders unreachable: 0/3 valid, threshold 2; 3 unreachable (local error: too many open files)
+func (p Progress) Shortfall() string {
+	if p.Enough() {
+		return ""
+	}
+	refused, unreachable, invalid := p.Count(StateRefused), p.Count(StateUnreachable), p.Count(StateInvalid)
+	decided := 0 // refusals that are a participant's decision on consent
+	for _, o := range p.Outcomes {
+		if o.State == StateRefused && (o.Reason == ReasonConsentRevoked || o.Reason == ReasonPolicyDenied) {
+			decided++
+		}
+	}
+	head := "not enough shares"
+	switch {
+	case refused > 0 && unreachable == 0 && invalid == 0 && decided == refused:
+		head = "not enough shareholders consent"
+	case refused > 0 && unreachable == 0 && invalid == 0:
+		// token_invalid, rate_limited, unavailable, ...: refused, but not
+		// (only) as a decision on consent.
+		head = "shareholders refused"
+	case refused == 0 && unreachable > 0 && invalid == 0:
+		head = "shareholders unreachable"
+	case refused == 0 && unreachable == 0 && invalid > 0:
+		head = "shareholders returned invalid shares"
+	}
+	parts := []string{fmt.Sprintf("%d/%d valid, threshold %d", p.Valid, p.N, p.Threshold)}
+	for _, st := range []string{StateRefused, StateUnreachable, StateInvalid} {
+		if d := p.detail(st); d != "" {
+			parts = append(parts, d)
+		}
+	}
+	return head + ": " + strings.Join(parts, "; ")
+}
+
+// detail renders the shareholders in state as "2 unreachable (bob: x;
+// carol: y)", or "2 unreachable (x)" when they all failed the same way.
+func (p Progress) detail(state string) string {
+	var names, reasons []string
+	same := true
+	for _, o := range p.Outcomes {
+		if o.State != state {
+			continue
+		}
+		if len(reasons) > 0 && o.Reason != reasons[0] {
+			same = false
+		}
+		names = append(names, o.Name)
+		reasons = append(reasons, o.Reason)
+	}
+	switch {
+	case len(names) == 0:
+		return ""
+	case same && len(names) > 1:
+		return fmt.Sprintf("%d %s (%s)", len(names), state, reasons[0])
+	}
+	items := make([]string, len(names))
+	for i := range names {
+		items[i] = names[i] + ": " + reasons[i]
+	}
+	return fmt.Sprintf("%d %s (%s)", len(names), state, strings.Join(items, "; "))
+}
 
 // How a gathering that stops at T spreads its requests. It asks T+spare
 // shareholders first, the ones that released last time before the others,
@@ -100,7 +187,10 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			cctx, ccancel := context.WithTimeout(ctx, p.cfg.Timeout)
 			defer ccancel()
 			sh, err := c.fetch(cctx, provider)
-			if err != nil && cctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			// The connection's deadline is the context's, and may fire a
+			// moment before the context notices.
+			var ne net.Error
+			if err != nil && ctx.Err() == nil && (cctx.Err() == context.DeadlineExceeded || errors.As(err, &ne) && ne.Timeout()) {
 				err = fmt.Errorf("timed out after %v", p.cfg.Timeout)
 			}
 			results <- result{i, sh, err}
@@ -205,21 +295,45 @@ func releasedLast(prog Progress) []int {
 	return out
 }
 
-// classify turns a fetch error into an outcome with a short reason.
+// classify turns a fetch error into an outcome with a short reason. Errors
+// of this proxy's own making are marked Local and worded "local error: ...",
+// so they are never mistaken for a shareholder's decision or outage.
 func classify(name string, err error) Outcome {
 	var ref *RefusedError
 	if errors.As(err, &ref) {
 		return Outcome{Name: name, State: StateRefused, Reason: ref.Reason}
 	}
 	msg := err.Error()
+	local := false
 	var ne net.Error
+	var dns *net.DNSError
+	var errno syscall.Errno
 	switch {
 	case errors.Is(err, attest.ErrProvider), errors.Is(err, attest.ErrRequest):
-		msg = "attestation token: " + attest.Reason(err)
+		// The launcher (or dev attester) runs beside this proxy.
+		msg, local = "local error: attestation token: "+attest.Reason(err), true
+	case errors.As(err, &errno) && localErrno(errno):
+		msg, local = "local error: "+errno.Error(), true
+	case errors.As(err, &dns):
+		what := dns.Err
+		if dns.IsNotFound {
+			what = "no such host"
+		}
+		msg = "DNS lookup of " + dns.Name + " failed: " + what
 	case errors.As(err, &ne) && ne.Timeout():
 		msg = "timed out"
 	}
-	return Outcome{Name: name, State: StateUnreachable, Reason: clipField(msg, 200)}
+	return Outcome{Name: name, State: StateUnreachable, Reason: clipField(msg, 200), Local: local}
+}
+
+// localErrno reports whether a system call failed for want of a local
+// resource rather than because of the peer or the network.
+func localErrno(e syscall.Errno) bool {
+	switch e {
+	case syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.EADDRNOTAVAIL:
+		return true
+	}
+	return false
 }
 
 // wipeShares zeroes every share.

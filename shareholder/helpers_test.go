@@ -156,6 +156,8 @@ func (f *fixture) configYAML(name, policy, consent string) string {
 	fmt.Fprintf(&b, "audit_log: %s.audit.jsonl\n", name)
 	fmt.Fprintf(&b, "rate_limit:\n  per_second: 1000\n  burst: 1000\n")
 	fmt.Fprintf(&b, "reload_interval: 50ms\n")
+	fmt.Fprintf(&b, "metrics:\n  listen: 127.0.0.1:0\n")
+	fmt.Fprintf(&b, "audit_refusals_per_second: 10000\n")
 	return b.String()
 }
 

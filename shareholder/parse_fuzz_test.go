@@ -40,13 +40,13 @@ func FuzzEditConsent(f *testing.F) {
 		if err != nil {
 			return
 		}
-		locs := consentLineRE.FindAllSubmatchIndex(out, -1)
-		if len(locs) != 1 || string(out[locs[0][4]:locs[0][5]]) != ConsentRevoked {
+		locs := findConsentLines(out)
+		if len(locs) != 1 || string(out[locs[0].valStart:locs[0].valEnd]) != ConsentRevoked {
 			t.Fatalf("after the edit: %q", out)
 		}
-		in := consentLineRE.FindSubmatchIndex([]byte(text))
+		in := findConsentLines([]byte(text))[0]
 		l := locs[0]
-		if text[:in[4]] != string(out[:l[4]]) || text[in[5]:] != string(out[l[5]:]) {
+		if text[:in.valStart] != string(out[:l.valStart]) || text[in.valEnd:] != string(out[l.valEnd:]) {
 			t.Fatalf("the edit changed more than the value: %q -> %q", text, out)
 		}
 	})

@@ -5,7 +5,8 @@ import (
 	"time"
 )
 
-// rateLimiter is a token bucket per remote IP with a bounded number of
+// rateLimiter is a token bucket per key (a remote IP, or a verified token
+// subject: see handleRelease) with a bounded number of
 // buckets. When the table is full, buckets that have refilled completely
 // (idle clients) are dropped; if none has, the request is refused, so an
 // attacker spraying addresses cannot grow memory without bound.

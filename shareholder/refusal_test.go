@@ -183,7 +183,7 @@ func writeConfig(f *fixture, name, policy, consent string) error {
 func TestRateLimit(t *testing.T) {
 	f := newFixture(t)
 	s := f.startServer("alice", f.devPolicy, ConsentGranted)
-	s.limiter = newRateLimiter(0.001, 2, 10)
+	s.junk = newRateLimiter(0.001, 2, 10)
 	var reasons []string
 	for range 3 {
 		c := dialServer(t, s)
@@ -214,8 +214,10 @@ func TestRateLimiterBounded(t *testing.T) {
 	}
 }
 
-// A config that no longer loads keeps the previous one in force.
-func TestReloadKeepsConfigOnError(t *testing.T) {
+// A config that no longer loads is not "the previous config": the daemon
+// refuses every release (503 config_invalid, audited) until it loads again,
+// and reports the consent its consent line says.
+func TestReloadFailureRefuses(t *testing.T) {
 	f := newFixture(t)
 	s := f.startServer("alice", f.devPolicy, ConsentGranted)
 	if err := writeConfig(f, "alice", "assertion.swname ==", ConsentRevoked); err != nil {
@@ -224,12 +226,26 @@ func TestReloadKeepsConfigOnError(t *testing.T) {
 	if err := s.Reload(); err == nil || !strings.Contains(err.Error(), "policy") {
 		t.Fatalf("reload of a broken config: %v", err)
 	}
-	if s.Consent() != ConsentGranted {
-		t.Fatal("a broken config changed consent")
+	if s.Consent() != ConsentRevoked {
+		t.Fatalf("consent %q, want the consent line's revoked", s.Consent())
 	}
 	c := dialServer(t, s)
 	tok, _ := f.att.Mint("mcbn-test-alice", []string{c.nonce})
+	code, ref, rr := c.post(t, requestBody(tok))
+	if rr != nil || code != 503 || ref.Reason != ReasonConfigInvalid {
+		t.Fatalf("after a failed reload: HTTP %d %q, want 503 %s", code, ref.Reason, ReasonConfigInvalid)
+	}
+	if rec := lastAudit(t, f.auditPath("alice")); rec.Reason != ReasonConfigInvalid || !strings.HasPrefix(rec.Detail, "config_invalid: ") {
+		t.Fatalf("audit record %+v", rec)
+	}
+	// Fixed, still revoked: consent_revoked; granted: released again.
+	writeConfig(f, "alice", f.devPolicy, ConsentRevoked)
+	waitFor(t, "the fixed config", func() bool { return s.Status().State == StateConsentRevoked })
+	writeConfig(f, "alice", f.devPolicy, ConsentGranted)
+	waitFor(t, "consent granted", func() bool { return s.Status().Releasing })
+	c = dialServer(t, s)
+	tok, _ = f.att.Mint("mcbn-test-alice", []string{c.nonce})
 	if code, ref, rr := c.post(t, requestBody(tok)); rr == nil {
-		t.Fatalf("HTTP %d %s after a failed reload", code, ref.Reason)
+		t.Fatalf("HTTP %d %s after the config was fixed", code, ref.Reason)
 	}
 }

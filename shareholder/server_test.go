@@ -2,6 +2,7 @@ package shareholder
 
 import (
 	"crypto/tls"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -18,7 +19,8 @@ func TestServerRefusesTLS12(t *testing.T) {
 	}
 }
 
-// Refusals are counted by reason and check; a wrong method is a bad request.
+// Refusals are counted by reason and check on the metrics listener; a wrong
+// method is a bad request.
 func TestServerMetricsAndMethod(t *testing.T) {
 	f := newFixture(t)
 	s := f.startServer("alice", f.devPolicy, ConsentGranted)
@@ -36,7 +38,7 @@ func TestServerMetricsAndMethod(t *testing.T) {
 	c2 := dialServer(t, s)
 	tok, _ := f.att.Mint("wrong-audience", []string{c2.nonce})
 	c2.post(t, requestBody(tok))
-	m := httpsGet(t, s, "/metrics")
+	m := metricsGet(t, s)
 	for _, want := range []string{
 		`mcbn_shareholder_refusals_total{check="method",reason="bad_request"} 1`,
 		`mcbn_shareholder_refusals_total{check="token_audience",reason="token_invalid"} 1`,
@@ -49,4 +51,22 @@ func TestServerMetricsAndMethod(t *testing.T) {
 	if strings.Contains(m, tok) || strings.Contains(m, "sub=") {
 		t.Fatal("metrics hold token material")
 	}
+}
+
+// metricsGet scrapes the metrics listener.
+func metricsGet(t *testing.T, s *Server) string {
+	t.Helper()
+	if s.MetricsAddr() == nil {
+		t.Fatal("no metrics listener")
+	}
+	resp, err := http.Get("http://" + s.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("metrics: HTTP %d", resp.StatusCode)
+	}
+	return string(b)
 }

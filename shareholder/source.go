@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -32,11 +33,22 @@ type SharesSource struct {
 	// last outcome per shareholder, so logs say what changed, not every round
 	lastOutcome map[string]string
 
+	// rand draws from [0, 1) for the jitter of the wait between rounds
+	// (see nextWait); onWait, when set, sees every wait (tests).
+	rand   func() float64
+	onWait func(time.Duration)
+
 	changes chan struct{}
 	kick    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
+}
+
+// sourceOptions are test seams of newSharesSource.
+type sourceOptions struct {
+	rand   func() float64
+	onWait func(time.Duration)
 }
 
 var _ proxy.Source = (*SharesSource)(nil)
@@ -46,6 +58,10 @@ var _ proxy.Reloader = (*SharesSource)(nil)
 // gathering in the background. provider nil means the one cfg.Attestation
 // names; logger nil means slog.Default(). Close stops it and wipes the key.
 func NewSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logger *slog.Logger) (*SharesSource, error) {
+	return newSharesSource(cfg, provider, logger, sourceOptions{})
+}
+
+func newSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logger *slog.Logger, opts sourceOptions) (*SharesSource, error) {
 	p, err := prepare(cfg, "")
 	if err != nil {
 		return nil, err
@@ -62,8 +78,12 @@ func NewSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logg
 		p: p, provider: provider, log: logger.With("source", "shares", "group", p.group.Name),
 		metrics: newSourceMetrics(),
 		status:  "gathering shares", since: time.Now(), lastOutcome: map[string]string{},
+		rand: opts.rand, onWait: opts.onWait,
 		changes: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
+	}
+	if s.rand == nil {
+		s.rand = rand.Float64 // safe for concurrent use; jitter needs no secrecy
 	}
 	go s.run()
 	return s, nil
@@ -148,10 +168,9 @@ func (s *SharesSource) run() {
 		}
 	}()
 	for {
-		ready := s.round(ctx)
-		wait := s.p.cfg.Refresh
-		if !ready && wait > maxRetry {
-			wait = maxRetry
+		wait := s.nextWait(s.round(ctx))
+		if s.onWait != nil {
+			s.onWait(wait)
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -163,6 +182,29 @@ func (s *SharesSource) run() {
 		case <-t.C:
 		}
 	}
+}
+
+// jitterFraction spreads every wait between rounds over ±20 % of its
+// nominal value, so that many proxies started together (a rollout, a zone
+// restart) do not keep asking the shareholders in the same instant.
+const jitterFraction = 0.2
+
+// nextWait is the jittered wait before the next round: the refresh
+// interval when ready, at most maxRetry when not.
+func (s *SharesSource) nextWait(ready bool) time.Duration {
+	wait := s.p.cfg.Refresh
+	if !ready && wait > maxRetry {
+		wait = maxRetry
+	}
+	return jitter(wait, s.rand())
+}
+
+// jitter scales d by a factor in [1-jitterFraction, 1+jitterFraction),
+// chosen by r in [0, 1) (clamped).
+func jitter(d time.Duration, r float64) time.Duration {
+	r = max(0, min(r, 1))
+	f := 1 - jitterFraction + 2*jitterFraction*r
+	return time.Duration(float64(d) * f)
 }
 
 // round gathers once and installs or drops the key; it reports readiness.
@@ -218,9 +260,9 @@ func (s *SharesSource) install(key []byte, prog Progress, status string) {
 	case key != nil && !wasReady:
 		s.log.Info("PSK ready", "progress", status, "identity", s.p.cfg.Identity)
 	case key == nil && wasReady:
-		s.log.Error("PSK dropped: not enough shareholders consent", "progress", status)
+		s.log.Error("PSK dropped: "+why(prog), "progress", status)
 	case key == nil && status != prevStatus:
-		s.log.Warn("PSK not available", "progress", status)
+		s.log.Warn("PSK not available: "+why(prog), "progress", status)
 	default:
 		s.log.Debug("shares gathered", "progress", status)
 	}
@@ -230,6 +272,15 @@ func (s *SharesSource) install(key []byte, prog Progress, status string) {
 		default:
 		}
 	}
+}
+
+// why words a lost or missing key: the round's shortfall, or, when T
+// shares did arrive, the reconstruction that failed.
+func why(prog Progress) string {
+	if sf := prog.Shortfall(); sf != "" {
+		return sf
+	}
+	return "reconstruction failed"
 }
 
 // Collector returns the source's metrics (mcbn_shares_results_total,

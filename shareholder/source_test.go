@@ -5,6 +5,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -48,6 +51,12 @@ func marshalShare(t *testing.T, share *psk.Share) []byte {
 // TLS 1.3 with a self-signed certificate, and returns its proxy-side entry.
 func serveFake(t *testing.T, name string, handler http.HandlerFunc) ShareholderConfig {
 	t.Helper()
+	return serveFakeWith(t, name, handler, nil)
+}
+
+// serveFakeWith is serveFake with a connection state hook (nil: none).
+func serveFakeWith(t *testing.T, name string, handler http.HandlerFunc, connState func(net.Conn, http.ConnState)) ShareholderConfig {
+	t.Helper()
 	cert, err := SelfSignedCert(name, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +65,9 @@ func serveFake(t *testing.T, name string, handler http.HandlerFunc) ShareholderC
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: handler}
+	// Connections the client abandons once it has T shares end in
+	// handshake errors: expected, and not worth a line on stderr.
+	srv := &http.Server{Handler: handler, ConnState: connState, ErrorLog: log.New(io.Discard, "", 0)}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ShareholderConfig{Name: name, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + name}
@@ -127,8 +138,13 @@ func TestBelowThresholdNotReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer src.Close()
-	waitFor(t, "a completed round", func() bool { return src.Rounds() > 0 })
-	st := src.Status()
+	// alice must answer within carol's 300ms timeout, which a loaded
+	// machine (or -race) may miss once; wait for a round where she did.
+	var st proxy.SourceStatus
+	waitFor(t, "a round with alice's share", func() bool {
+		st = src.Status()
+		return src.Rounds() > 0 && strings.Contains(st.State, "alice ok")
+	})
 	if st.Ready {
 		t.Fatal("ready with one share of two")
 	}
@@ -136,7 +152,7 @@ func TestBelowThresholdNotReady(t *testing.T) {
 		t.Fatalf("status %q", st.State)
 	}
 	_, err = src.Key("Client_identity")
-	if !errors.Is(err, proxy.ErrNotReady) || !strings.Contains(err.Error(), "1/3 shares") {
+	if !errors.Is(err, proxy.ErrNotReady) || !strings.Contains(err.Error(), "/3 shares (threshold 2)") {
 		t.Fatalf("Key: %v", err)
 	}
 }
@@ -189,7 +205,7 @@ func TestConsentRevocationDropsKey(t *testing.T) {
 	for _, n := range names {
 		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
 	}
-	src, err := NewSharesSource(f.sourceConfig(entries...), nil, quietLogger())
+	src, err := NewSharesSource(f.sourceConfig(entries...), nil, f.logger())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,6 +239,10 @@ func TestConsentRevocationDropsKey(t *testing.T) {
 	if _, err := src.Key("Client_identity"); !errors.Is(err, proxy.ErrNotReady) {
 		t.Fatalf("Key after revocation: %v", err)
 	}
+	// The log says consent is what is missing (and not, say, the network).
+	if logs := f.logs.String(); !strings.Contains(logs, `msg="PSK dropped: not enough shareholders consent: 1/3 valid, threshold 2; 2 refused (consent_revoked)"`) {
+		t.Fatalf("no consent wording in the log:\n%s", logs)
+	}
 
 	// Granting again recovers by itself.
 	if _, err := SetConsent(f.configPath("bob"), ConsentGranted); err != nil {
@@ -242,5 +262,100 @@ func drain(ch <-chan struct{}) {
 		default:
 			return
 		}
+	}
+}
+
+// Every wait between rounds is jittered within ±20 % of its nominal value,
+// by the injected random source: the refresh interval when ready, the
+// retry bound when not.
+func TestSourceJitteredWaits(t *testing.T) {
+	f := newFixture(t)
+	var entries []ShareholderConfig
+	for _, n := range names {
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+	}
+	draws := []float64{0, 0.5, 0.999, 0.25, 0.75}
+	run := func(cfg SharesSourceConfig, rounds int) []time.Duration {
+		var mu sync.Mutex
+		next := 0
+		waits := make(chan time.Duration, 64)
+		src, err := newSharesSource(cfg, nil, quietLogger(), sourceOptions{
+			rand: func() float64 {
+				mu.Lock()
+				defer mu.Unlock()
+				r := draws[next%len(draws)]
+				next++
+				return r
+			},
+			onWait: func(d time.Duration) {
+				select {
+				case waits <- d:
+				default:
+				}
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer src.Close()
+		var got []time.Duration
+		for len(got) < rounds {
+			select {
+			case d := <-waits:
+				got = append(got, d)
+			case <-time.After(20 * time.Second):
+				t.Fatalf("no wait after %d rounds", len(got))
+			}
+		}
+		return got
+	}
+
+	cfg := f.sourceConfig(entries...)
+	cfg.Refresh = 50 * time.Millisecond
+	got := run(cfg, len(draws))
+	for i, d := range got {
+		if want := jitter(cfg.Refresh, draws[i]); d != want {
+			t.Errorf("wait %d = %v, want %v (draw %v)", i, d, want, draws[i])
+		}
+		if d < 40*time.Millisecond || d >= 60*time.Millisecond {
+			t.Errorf("wait %d = %v, outside 40ms..60ms", i, d)
+		}
+	}
+	if got[0] == got[1] || got[1] == got[2] {
+		t.Errorf("waits do not vary: %v", got)
+	}
+
+	// Not ready (nothing listens): the retry bound, jittered the same way.
+	cfg = f.sourceConfig(ShareholderConfig{Name: "alice", URL: "https://" + closedAddr(t), Pin: entries[0].Pin, Audience: "mcbn-test-alice"},
+		ShareholderConfig{Name: "bob", URL: "https://" + closedAddr(t), Pin: entries[0].Pin, Audience: "mcbn-test-bob"})
+	cfg.Refresh = time.Hour
+	if got := run(cfg, 1); got[0] != jitter(maxRetry, draws[0]) || got[0] != 4*time.Second {
+		t.Errorf("retry wait %v, want %v", got[0], jitter(maxRetry, draws[0]))
+	}
+}
+
+// jitter stays within ±20 %, whatever the draw (clamped to [0, 1]), and the
+// default random source spreads it.
+func TestSourceJitterBounds(t *testing.T) {
+	const d = 30 * time.Second
+	for _, r := range []float64{-1, 0, 0.5, 0.9999999, 1, 2} {
+		if j := jitter(d, r); j < 24*time.Second || j > 36*time.Second {
+			t.Errorf("jitter(%v, %v) = %v", d, r, j)
+		}
+	}
+	if jitter(d, 0) != 24*time.Second || jitter(d, 0.5) != d {
+		t.Errorf("jitter(0) = %v, jitter(0.5) = %v", jitter(d, 0), jitter(d, 0.5))
+	}
+	s := &SharesSource{p: &prepared{cfg: SharesSourceConfig{Refresh: d}}, rand: rand.Float64}
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		w := s.nextWait(true)
+		if w < 24*time.Second || w >= 36*time.Second {
+			t.Fatalf("nextWait = %v, outside 24s..36s", w)
+		}
+		seen[w] = true
+	}
+	if len(seen) < 100 {
+		t.Fatalf("1000 waits took only %d values", len(seen))
 	}
 }

@@ -3,8 +3,8 @@ package main
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/mcbn/mcbn/shareholder"
 )
@@ -61,18 +62,23 @@ func shLeaf(group, name, summary, usage string, run func(c *command, path string
 
 const shServeUsage = `Usage: mcbn shareholder serve --config shareholder.yaml [--log-level info]
 
-Runs the share-release daemon: HTTPS (TLS 1.3 only) with POST /v1/release,
-GET /healthz and GET /metrics. A share is released only to a proxy whose
+Runs the share-release daemon: HTTPS (TLS 1.3 only) with POST /v1/release and
+GET /healthz; Prometheus metrics on a separate listener (metrics.listen,
+default 127.0.0.1:9464). A share is released only to a proxy whose
 attestation token verifies, is bound to the very TLS connection it arrives on,
-satisfies the CEL release policy, and only while consent is granted. Every
-decision is appended to the hash-chained audit log.
+satisfies the CEL release policy, and only while consent is granted and the
+config file loads: a config that stops loading makes the daemon refuse every
+release until it loads again. Every decision is appended to the hash-chained
+audit log.
 
 Without tls.cert/tls.key a self-signed ECDSA P-256 certificate is generated at
 start; its pin (sha256:<hex of the SPKI SHA-256>) is printed so proxies can pin it.
 
 Signals: SIGHUP reloads the config (policy, consent, verifier) and logs what
-changed; the config file is also polled every reload_interval. SIGTERM or
-SIGINT stop the daemon.
+changed; the config file is also polled every reload_interval, and the
+control socket (.FILE.ctl beside the config, or control_socket) lets
+'mcbn shareholder consent' reload it and confirm. SIGTERM or SIGINT stop the
+daemon.
 
 Example:
 
@@ -80,39 +86,44 @@ Example:
   pin: sha256:3b0c...e41f
   listening: https://127.0.0.1:8441`
 
-const shConsentUsage = `Usage: mcbn shareholder consent %[1]s --config shareholder.yaml
+const shConsentUsage = `Usage: mcbn shareholder consent %[1]s --config shareholder.yaml [--wait 10s] [--control-socket PATH]
 
 Sets consent to %[2]s in the config file, editing only its consent line
-(comments and layout are kept; the file is replaced atomically). A running
-daemon notices within its reload_interval (default 2s), or at once on SIGHUP.
+(comments and layout are kept; the file is replaced atomically; a revoke
+works even when the rest of the file does not load). Then it asks the daemon
+serving that file, over its control socket, to reload and confirm, and waits
+up to --wait for the answer. A confirmed revoke means no share is released
+after the command returns. Without a confirmation (no daemon answered, or it
+still releases) the command says so and exits 1; a daemon that did not answer
+still follows the file within its reload_interval.
 
 Example:
 
   $ mcbn shareholder consent %[1]s --config alice.yaml`
 
-const shAuditUsage = `Usage: mcbn shareholder audit verify [--head HASH] FILE
+// shAuditUsage and runShareholderAuditVerify: shareholder_audit.go.
 
-Checks every line of an audit log and the hash chain between them. An edited,
-deleted, inserted or reordered line is reported with its line number (exit 1).
-On success it prints the line count and the head hash.
-
-Lines cut from the end leave a valid chain; only a head recorded earlier shows
-them. --head takes such a head (the audit_head the daemon logs at start, or
-one an earlier verify printed, kept somewhere the log's writer cannot reach)
-and fails unless some line of the log has it.
-
-Example:
-
-  $ mcbn shareholder audit verify alice-audit.jsonl
-  ok: 42 lines (40 releases, 2 refusals), head 9f86d081...
-  $ mcbn shareholder audit verify --head 9f86d081... alice-audit.jsonl`
-
-const shPolicyUsage = `Usage: mcbn shareholder policy confidential-space --image-digest sha256:... [--image-digest ...] [--project P ...] [--service-account SA ...] [--dev]
+const shPolicyUsage = `Usage: mcbn shareholder policy confidential-space --image-digest sha256:... --project P [flags]
 
 Prints a CEL release policy accepting only production Confidential Space
-tokens: swname CONFIDENTIAL_SPACE, dbgstat disabled-since-boot, STABLE in
-support_attributes, and one of the given image digests (and, when given, one of
-the projects and one of the service accounts). Values match exactly.
+tokens of the approved image, with nothing the operator chose at launch:
+swname CONFIDENTIAL_SPACE, dbgstat disabled-since-boot, STABLE in
+support_attributes, a TEE hwmodel (GCP_AMD_SEV, GCP_AMD_SEV_ES, GCP_INTEL_TDX;
+never GCP_SHIELDED_VM), secboot true, one of the image digests, one of the
+projects, no command override (submods.container.cmd_override) and no
+environment override. Values match exactly.
+
+The image must carry its configuration (go run ./build/image --bake DIR): then
+the digest pins where traffic goes, and refusing overrides stops an operator
+from running the approved image with its own --listen or --connect.
+
+--project is required: the image is public and reproducible, so without it any
+GCP project running it would be released shares. --any-project drops the
+clause on purpose and prints a warning.
+
+--args '["/mcbn","proxy","server","--config","/etc/mcbn/proxy.yaml"]' pins the
+exact argv (submods.container.args) as well. --allow-cmd-override JSON allows
+exactly one tee-cmd instead of none.
 
 --dev prints the local-demo variant that accepts the dev attester's tokens
 instead (swname MCBN_DEV_ATTESTER); never use it in production.
@@ -199,6 +210,8 @@ func runShareholderConsent(value string) func(c *command, path string, args []st
 	return func(c *command, path string, args []string, stdout, stderr io.Writer) error {
 		fs := newFlags(c, path, stdout)
 		cfgPath := fs.String("config", "", "shareholder config `file` (YAML)")
+		wait := fs.Duration("wait", 10*time.Second, "how long to wait for the daemon's confirmation (`duration`; 0: do not ask it)")
+		socket := fs.String("control-socket", "", "the daemon's control socket `path` (default: the config's control_socket, else beside the config file)")
 		pos, err := parseFlags(fs, args)
 		if err != nil {
 			return err
@@ -209,48 +222,58 @@ func runShareholderConsent(value string) func(c *command, path string, args []st
 		if *cfgPath == "" {
 			return usagef("--config is required")
 		}
+		if *wait < 0 {
+			return usagef("--wait must not be negative")
+		}
 		changed, err := shareholder.SetConsent(*cfgPath, want)
 		if err != nil {
 			return err
 		}
 		if changed {
-			fmt.Fprintf(stdout, "consent %s in %s; a running daemon follows within its reload_interval (or send it SIGHUP)\n", want, *cfgPath)
+			fmt.Fprintf(stdout, "consent %s in %s\n", want, *cfgPath)
 		} else {
 			fmt.Fprintf(stdout, "consent already %s in %s\n", want, *cfgPath)
 		}
-		return nil
+		if *wait == 0 {
+			fmt.Fprintf(stdout, "not asking the daemon (--wait 0): a running daemon follows within its reload_interval\n")
+			return nil
+		}
+		return confirmConsent(*cfgPath, *socket, want, *wait, stdout)
 	}
 }
 
-func runShareholderAuditVerify(c *command, path string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	head := fs.String("head", "", "a head `HASH` recorded earlier that the log must still contain")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want exactly one audit log FILE")
-	}
-	f, err := os.Open(pos[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	sum, err := shareholder.VerifyAuditFrom(f, *head)
-	if err != nil {
-		var ae *shareholder.AuditError
-		if errors.As(err, &ae) {
-			return fmt.Errorf("%s: line %d: %s (lines 1-%d are intact)", pos[0], ae.Line, ae.Msg, ae.Line-1)
+// confirmConsent asks the daemon serving cfgPath to reload and checks that
+// the state it confirms matches want: for a revoke, that it releases no
+// more (then no share leaves after this returns).
+func confirmConsent(cfgPath, sock, want string, wait time.Duration, stdout io.Writer) error {
+	if sock == "" {
+		// A file that does not load (possible after a revoke) has no
+		// readable control_socket: then the default place is tried.
+		configured := ""
+		if cfg, err := shareholder.LoadConfig(cfgPath); err == nil {
+			configured = cfg.ControlSocket
 		}
-		return fmt.Errorf("%s: %w", pos[0], err)
+		sock = shareholder.ControlSocketPath(cfgPath, configured)
 	}
-	if *head != "" && sum.SeenAt < 0 {
-		return fmt.Errorf("%s: no line has head %s: lines were cut from the end or the log was replaced (the chain of its %d lines is intact)", pos[0], *head, sum.Lines)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	st, err := shareholder.RequestReload(ctx, sock)
+	if err != nil {
+		return fmt.Errorf("consent %s is written to %s, but no daemon confirmed it within %s (%v); a daemon serving this file applies it within its reload_interval: check its log, or pass --control-socket", want, cfgPath, wait, err)
 	}
-	fmt.Fprintf(stdout, "ok: %d lines (%d releases, %d refusals), head %s\n", sum.Lines, sum.Releases, sum.Refusals, sum.Head)
-	if *head != "" {
-		fmt.Fprintf(stdout, "the given head is line %d; %d lines were added since\n", sum.SeenAt, sum.Lines-sum.SeenAt)
+	switch {
+	case want == shareholder.ConsentRevoked && st.Releasing:
+		return fmt.Errorf("the daemon on %s still releases (state %s, consent %s, generation %d): is it serving another config file?", sock, st.State, st.Consent, st.Generation)
+	case want == shareholder.ConsentRevoked:
+		fmt.Fprintf(stdout, "confirmed by the daemon (generation %d, state %s): no share is released from now on\n", st.Generation, st.State)
+	case !st.Releasing:
+		msg := fmt.Sprintf("the daemon on %s does not release (state %s, consent %s)", sock, st.State, st.Consent)
+		if st.ConfigError != "" {
+			msg += ": " + st.ConfigError
+		}
+		return fmt.Errorf("%s", msg)
+	default:
+		fmt.Fprintf(stdout, "confirmed by the daemon (generation %d): releasing to attested proxies again\n", st.Generation)
 	}
 	return nil
 }
@@ -265,8 +288,11 @@ func runShareholderPolicy(c *command, path string, args []string, stdout, stderr
 	fs := newFlags(c, path, stdout)
 	var digests, projects, sas shList
 	fs.Var(&digests, "image-digest", "allowed image `digest` sha256:<64 hex> (repeatable)")
-	fs.Var(&projects, "project", "allowed GCP `project` id (repeatable)")
+	fs.Var(&projects, "project", "allowed GCP `project` id (repeatable; required unless --any-project)")
+	anyProject := fs.Bool("any-project", false, "release to the image in any GCP project (weaker; prints a warning)")
 	fs.Var(&sas, "service-account", "allowed service `account` email (repeatable)")
+	argv := fs.String("args", "", "pin the container's exact argv, a JSON `list` of strings")
+	override := fs.String("allow-cmd-override", "", "allow exactly this tee-cmd, a JSON `list` of strings (default: no override)")
 	dev := fs.Bool("dev", false, "accept the local dev attester's tokens instead (demo only)")
 	pos, err := parseFlags(fs, args)
 	if err != nil {
@@ -278,14 +304,39 @@ func runShareholderPolicy(c *command, path string, args []string, stdout, stderr
 	if len(digests) == 0 {
 		return usagef("--image-digest is required")
 	}
-	text, err := shareholder.ConfidentialSpacePolicy(shareholder.CSPolicyOptions{
-		ImageDigests: digests, Projects: projects, ServiceAccounts: sas, Dev: *dev,
-	})
+	o := shareholder.CSPolicyOptions{
+		ImageDigests: digests, Projects: projects, AnyProject: *anyProject, ServiceAccounts: sas, Dev: *dev,
+	}
+	if o.Args, err = jsonStringList("--args", *argv); err != nil {
+		return usagef("%v", err)
+	}
+	if o.AllowCmdOverride, err = jsonStringList("--allow-cmd-override", *override); err != nil {
+		return usagef("%v", err)
+	}
+	text, err := shareholder.ConfidentialSpacePolicy(o)
 	if err != nil {
 		return usagef("%v", err)
 	}
+	if o.AnyProject {
+		fmt.Fprintln(stderr, "warning: --any-project: any GCP project that runs this image is released shares; pin --project unless you mean it")
+	}
 	fmt.Fprint(stdout, text)
 	return nil
+}
+
+// jsonStringList parses a flag holding a JSON list of strings; empty is nil.
+func jsonStringList(flag, v string) ([]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	var out []string
+	if err := json.Unmarshal([]byte(v), &out); err != nil {
+		return nil, fmt.Errorf("%s: want a JSON list of strings like [\"server\",\"--config\",\"/etc/mcbn/proxy.yaml\"]: %v", flag, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%s: an empty list; leave the flag out instead", flag)
+	}
+	return out, nil
 }
 
 func runShareholderPin(c *command, path string, args []string, stdout, stderr io.Writer) error {

@@ -47,6 +47,30 @@ func TestShareholderPolicyCommand(t *testing.T) {
 	if code, _, _ := shRun("shareholder", "policy", "confidential-space", "--image-digest", "sha256:nothex"); code != 2 {
 		t.Fatalf("bad digest: exit %d, want 2", code)
 	}
+	for _, want := range []string{"assertion.hwmodel in ['GCP_AMD_SEV', 'GCP_AMD_SEV_ES', 'GCP_INTEL_TDX']", "assertion.secboot == true",
+		"cmd_override == null", "env_override == null"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("policy lacks %q:\n%s", want, out)
+		}
+	}
+	// No project: refused unless --any-project says so, with a warning.
+	if code, _, errs := shRun("shareholder", "policy", "confidential-space", "--image-digest", shTestDigest); code != 2 || !strings.Contains(errs, "--project") {
+		t.Fatalf("no project: exit %d, %q; want 2 naming --project", code, errs)
+	}
+	code, out, errs = shRun("shareholder", "policy", "confidential-space", "--image-digest", shTestDigest, "--any-project")
+	if code != 0 || !strings.Contains(errs, "warning: --any-project") || strings.Contains(out, "project_id") {
+		t.Fatalf("--any-project: exit %d, stderr %q, policy:\n%s", code, errs, out)
+	}
+	code, out, errs = shRun("shareholder", "policy", "confidential-space", "--image-digest", shTestDigest, "--project", "prod-project",
+		"--args", `["/mcbn","proxy","server","--config","/etc/mcbn/proxy.yaml"]`)
+	if code != 0 || !strings.Contains(out, "assertion.submods.container.args == ['/mcbn', 'proxy', 'server', '--config', '/etc/mcbn/proxy.yaml']") {
+		t.Fatalf("--args: exit %d, %s\n%s", code, errs, out)
+	}
+	for _, bad := range []string{`/mcbn proxy`, `[]`, `["a'b"]`} {
+		if code, _, errs := shRun("shareholder", "policy", "confidential-space", "--image-digest", shTestDigest, "--project", "prod-project", "--args", bad); code != 2 || !strings.Contains(errs, "--args") && !strings.Contains(errs, "argument") {
+			t.Errorf("--args %s: exit %d, %q", bad, code, errs)
+		}
+	}
 }
 
 func TestShareholderAuditVerifyCommand(t *testing.T) {
@@ -78,7 +102,7 @@ func TestShareholderAuditVerifyCommand(t *testing.T) {
 	}
 	os.WriteFile(path, data, 0o600)
 	code, out, _ = shRun("shareholder", "audit", "verify", "--head", head, path)
-	if code != 0 || !strings.Contains(out, "the given head is line 3") {
+	if code != 0 || !strings.Contains(out, "the given head is seq 3") {
 		t.Fatalf("intact log with --head: exit %d: %s", code, out)
 	}
 	os.WriteFile(path, bytes.Replace(data, []byte(`"n1"`), []byte(`"n9"`), 1), 0o600)
@@ -125,7 +149,7 @@ func TestShareholderServeCheckConsent(t *testing.T) {
 	var wg sync.WaitGroup
 	servers := map[string]*shareholder.Server{}
 	for _, n := range names {
-		cfg := fmt.Sprintf("name: %s\nlisten: 127.0.0.1:0\nshare_store: file://%s.share.json\ngroup: group.json\nverifier:\n  issuer: %s\n  audience: aud-%s\npolicy_file: policy.cel\nconsent: granted\naudit_log: %s-audit.jsonl\nrate_limit: {per_second: 100, burst: 100}\nreload_interval: 1h\n",
+		cfg := fmt.Sprintf("name: %s\nlisten: 127.0.0.1:0\nshare_store: file://%s.share.json\ngroup: group.json\nverifier:\n  issuer: %s\n  audience: aud-%s\npolicy_file: policy.cel\nconsent: granted\naudit_log: %s-audit.jsonl\nrate_limit: {per_second: 100, burst: 100}\nreload_interval: 1h\nmetrics: {listen: \"\"}\n",
 			n, n, att.Issuer(), n, n)
 		os.WriteFile(filepath.Join(dir, n+".yaml"), []byte(cfg), 0o600)
 		wg.Add(1)
@@ -164,21 +188,16 @@ func TestShareholderServeCheckConsent(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "shares: 3/3 shares (threshold 2): alice ok, bob ok, carol ok") {
 		t.Fatalf("check: exit %d\n%s%s", code, out, errs)
 	}
-	// reload_interval is 1h, so only SIGHUP makes the daemons see the edit.
-	for i, n := range []string{"bob", "carol"} {
-		if code, out, errs := shRun("shareholder", "consent", "revoke", "--config", filepath.Join(dir, n+".yaml")); code != 0 {
+	// reload_interval is 1h and no SIGHUP is sent: the command itself makes
+	// the daemon apply the edit, and returns once it has.
+	for _, n := range []string{"bob", "carol"} {
+		code, out, errs := shRun("shareholder", "consent", "revoke", "--config", filepath.Join(dir, n+".yaml"))
+		if code != 0 || !strings.Contains(out, "confirmed by the daemon") {
 			t.Fatalf("revoke: exit %d %s %s", code, out, errs)
 		}
-		mu.Lock()
-		sigs[i+1] <- syscall.SIGHUP
-		mu.Unlock()
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for servers["bob"].Consent() != "revoked" || servers["carol"].Consent() != "revoked" {
-		if time.Now().After(deadline) {
-			t.Fatal("daemons did not notice the revocation")
+		if c := servers[n].Consent(); c != "revoked" {
+			t.Fatalf("%s: consent %s after the revoke command returned", n, c)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	code, out, errs = shRun("proxy", "check", "--config", check)
 	if code != 1 || !strings.Contains(out, "1/3 shares (threshold 2): alice ok, bob refused: consent_revoked, carol refused: consent_revoked") {

@@ -256,7 +256,7 @@ func (c *releaseClient) readReply(conn io.Reader, req *http.Request) (*psk.Share
 func knownReason(r string) string {
 	switch r {
 	case ReasonBadRequest, ReasonTooLarge, ReasonTokenInvalid, ReasonPolicyDenied,
-		ReasonConsentRevoked, ReasonRateLimited, ReasonUnavailable:
+		ReasonConsentRevoked, ReasonRateLimited, ReasonUnavailable, ReasonConfigInvalid:
 		return r
 	}
 	return "unknown_reason"

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/mcbn/mcbn/attest"
+
 	"gopkg.in/yaml.v3"
 )
 
@@ -114,6 +116,9 @@ type VerifierConfig struct {
 	Issuer    string        `yaml:"issuer"`
 	Audience  string        `yaml:"audience"`
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// MaxTokenAge refuses tokens issued longer ago than this (default 1h,
+	// the lifetime of a Confidential Space token; at most 24h).
+	MaxTokenAge time.Duration `yaml:"max_token_age"`
 }
 
 // RateLimitConfig sizes the token buckets: one per remote address for
@@ -311,6 +316,9 @@ func (c *Config) validate() error {
 	}
 	if c.Verifier.Audience == "" {
 		return fieldErr("verifier.audience", "missing: the audience proxies ask tokens for, e.g. this daemon's URL")
+	}
+	if c.Verifier.MaxTokenAge < 0 || c.Verifier.MaxTokenAge > attest.MaxMaxTokenAge {
+		return fieldErr("verifier.max_token_age", "%v outside 0..%v", c.Verifier.MaxTokenAge, attest.MaxMaxTokenAge)
 	}
 	if c.Verifier.ClockSkew < 0 || c.Verifier.ClockSkew > 5*time.Minute {
 		return fieldErr("verifier.clock_skew", "%v outside 0..5m", c.Verifier.ClockSkew)

@@ -49,6 +49,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		minimalConfig + "verifier2: {}\n":                                                       "unknown key verifier2",
 		minimalConfig + "tls:\n  cert: a.pem\n":                                                 "tls:",
 		minimalConfig + "reload_interval: soon\n":                                               "reload_interval",
+		edit("  audience: https://alice.example:8441\n", "  audience: https://alice.example:8441\n  max_token_age: 48h\n"): "verifier.max_token_age:",
 		"": "empty",
 	}
 	for text, want := range cases {

@@ -36,6 +36,10 @@ const (
 	ReasonConsentRevoked = "consent_revoked"
 	ReasonRateLimited    = "rate_limited"
 	ReasonUnavailable    = "unavailable"
+	// ReasonConfigInvalid is the refusal while the daemon's config file
+	// does not load: it refuses every release until the file loads again
+	// (HTTP 503). Consent fails closed.
+	ReasonConfigInvalid = "config_invalid"
 )
 
 // ReleaseRequest is the body of POST /v1/release.

@@ -15,10 +15,6 @@ import (
 	"github.com/mcbn/mcbn/psk"
 )
 
-// ReasonConfigInvalid is the refusal while the daemon's config file does
-// not load: it refuses every release until the file loads again (HTTP 503).
-const ReasonConfigInvalid = "config_invalid"
-
 // decision is one release decision on its way to the audit log.
 type decision struct {
 	reason  string // public code

@@ -186,7 +186,8 @@ func (s *Server) buildState(cfg *Config) (*serverState, error) {
 	}
 	v, err := attest.NewVerifier(attest.VerifierConfig{
 		Issuer: cfg.Verifier.Issuer, Audience: cfg.Verifier.Audience, ClockSkew: cfg.Verifier.ClockSkew,
-		HTTPClient: s.opts.VerifierHTTPClient, Now: s.now, Logger: s.log,
+		MaxTokenAge: cfg.Verifier.MaxTokenAge,
+		HTTPClient:  s.opts.VerifierHTTPClient, Now: s.now, Logger: s.log,
 	})
 	if err != nil {
 		return nil, fieldErr("verifier", "%v", err)

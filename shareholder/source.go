@@ -128,7 +128,9 @@ func (s *SharesSource) Identity() string { return s.p.cfg.Identity }
 
 // CloseTunnelsOnLoss reports whether open tunnels should be closed when the
 // key is dropped.
-func (s *SharesSource) CloseTunnelsOnLoss() bool { return s.p.cfg.CloseTunnelsOnLoss }
+func (s *SharesSource) CloseTunnelsOnLoss() bool {
+	return s.p.cfg.CloseTunnelsOnLoss == nil || *s.p.cfg.CloseTunnelsOnLoss
+}
 
 // Changes is signalled when the key or readiness changes.
 func (s *SharesSource) Changes() <-chan struct{} { return s.changes }

@@ -359,3 +359,30 @@ func TestSourceJitterBounds(t *testing.T) {
 		t.Fatalf("1000 waits took only %d values", len(seen))
 	}
 }
+
+// Withdrawn consent reaches open tunnels unless the route opts out: an
+// unset close_tunnels_on_loss means true, also for programs that build the
+// source in Go (the demo) rather than from YAML.
+func TestCloseTunnelsOnLossDefault(t *testing.T) {
+	no, yes := false, true
+	for _, c := range []struct {
+		set  *bool
+		want bool
+	}{{nil, true}, {&no, false}, {&yes, true}} {
+		src := &SharesSource{p: &prepared{cfg: SharesSourceConfig{CloseTunnelsOnLoss: c.set}}}
+		if got := src.CloseTunnelsOnLoss(); got != c.want {
+			t.Errorf("close_tunnels_on_loss %v: CloseTunnelsOnLoss() = %v, want %v", c.set, got, c.want)
+		}
+	}
+}
+
+// A daemon that refuses because its config does not load says so to the
+// proxy: config_invalid is a protocol reason, not an unknown one.
+func TestConfigInvalidReasonKnown(t *testing.T) {
+	if got := knownReason(ReasonConfigInvalid); got != ReasonConfigInvalid {
+		t.Fatalf("knownReason(%q) = %q", ReasonConfigInvalid, got)
+	}
+	if got := knownReason("config_invalid\nINJECTED"); got != "unknown_reason" {
+		t.Fatalf("a hostile reason passed: %q", got)
+	}
+}

@@ -36,8 +36,9 @@ type SharesSourceConfig struct {
 	// Timeout bounds one shareholder's exchange (default 10s).
 	Timeout time.Duration `yaml:"timeout"`
 	// CloseTunnelsOnLoss asks the proxy to close open tunnels when the key
-	// is lost, not only to refuse new ones.
-	CloseTunnelsOnLoss bool `yaml:"close_tunnels_on_loss"`
+	// is lost, not only to refuse new ones. Unset means true: withdrawn
+	// consent must reach the traffic, not only new connections.
+	CloseTunnelsOnLoss *bool `yaml:"close_tunnels_on_loss"`
 }
 
 // ShareholderConfig is one shareholder as seen by a proxy.

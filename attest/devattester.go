@@ -330,7 +330,7 @@ func (d *DevAttester) serveToken(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "signing failed", http.StatusInternalServerError)
 		return
 	}
-	d.log.Info("dev attester: issued token", "aud", req.Audience, "nonces", len(req.Nonces), "sub", DevSubject, "image_digest", d.digest)
+	d.log.Debug("dev attester: issued token", "aud", req.Audience, "nonces", len(req.Nonces), "sub", DevSubject, "image_digest", d.digest)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Write([]byte(tok))

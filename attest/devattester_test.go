@@ -1,13 +1,16 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -225,4 +228,48 @@ func TestDevAttesterDiscovery(t *testing.T) {
 	if !strings.Contains(string(body), d.KeyID()) {
 		t.Errorf("JWKS lacks kid %s", d.KeyID())
 	}
+}
+
+// Issuing a token is routine (every connection to a shareholder asks for
+// one): it is logged at debug, so an info-level log does not grow by a line
+// per token, and the token itself is never logged at any level.
+func TestDevAttesterTokenLogLevel(t *testing.T) {
+	var buf lockedBuffer
+	key, _ := testKeys(t)
+	d, err := StartDevAttester(DevAttesterConfig{Socket: filepath.Join(t.TempDir(), "a.sock"), Key: key, ImageDigest: testDigest,
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	tok, err := d.Provider().Token(context.Background(), "aud", []string{strings.Repeat("ab", 16)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	out := buf.String()
+	if strings.Contains(out, "issued token") {
+		t.Errorf("a token issuance logged at info:\n%s", out)
+	}
+	if strings.Contains(out, tok) || strings.Contains(out, strings.Split(tok, ".")[1]) {
+		t.Error("the token reached the log")
+	}
+}
+
+// lockedBuffer is a log sink safe for the attester's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

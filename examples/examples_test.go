@@ -3,17 +3,21 @@
 // configs start a real topology, interop scripts run against a server proxy
 // when their peer tool is installed (mandatory under MCBN_REQUIRE_INTEROP=1),
 // and deployment files that cannot run here (Kubernetes, Cloud Build,
-// Confidential Space, the Dockerfile) are parsed and checked.
+// Confidential Space) are parsed and checked, and their command lines run
+// against files laid out as the platform would.
 package examples_test
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -76,16 +80,50 @@ func udpEcho(t *testing.T) string {
 	return pc.LocalAddr().String()
 }
 
-// freePort returns a loopback TCP address nobody listens on (for tools
-// that cannot be told to pick one).
-func freePort(t *testing.T) string {
+// mcbnBuild is the mcbn binary built once per test run (mcbnBinary).
+var mcbnBuild struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// mcbnBinary builds ./cmd/mcbn once into a temporary directory (removed by
+// TestMain) and returns its path, for tests that run the real command line.
+func mcbnBinary(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	mcbnBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "mcbn-bin-")
+		if err != nil {
+			mcbnBuild.err = err
+			return
+		}
+		mcbnBuild.dir = dir
+		goBin, err := exec.LookPath("go")
+		if err != nil {
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		path := filepath.Join(dir, "mcbn")
+		cmd := exec.Command(goBin, "build", "-o", path, "./cmd/mcbn")
+		cmd.Dir = ".."
+		if out, err := cmd.CombinedOutput(); err != nil {
+			mcbnBuild.err = fmt.Errorf("go build ./cmd/mcbn: %v\n%s", err, out)
+			return
+		}
+		mcbnBuild.path = path
+	})
+	if mcbnBuild.err != nil {
+		t.Fatal(mcbnBuild.err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return mcbnBuild.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if mcbnBuild.dir != "" {
+		os.RemoveAll(mcbnBuild.dir)
+	}
+	os.Exit(code)
 }
 
 // waitDial waits until addr accepts TCP connections.

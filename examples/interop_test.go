@@ -1,6 +1,7 @@
 package examples_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/hex"
@@ -9,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,29 +101,83 @@ func stunnelKeys(t *testing.T, dir string) string {
 	return file
 }
 
-// startStunnel runs stunnel on the example config with its addresses and
-// key file replaced.
-func startStunnel(t *testing.T, bin, conf, accept, connect, pskFile string) {
+// stunnelBoundRE matches stunnel's log line for a bound service (stunnel 5,
+// level info): "Service [mcbn] (FD=8) bound to 127.0.0.1:42153".
+var stunnelBoundRE = regexp.MustCompile(`Service \[mcbn\] \(FD=\d+\) bound to (\S+:\d+)`)
+
+// startStunnel runs stunnel on the example config with its connect address
+// and key file replaced, and returns the address it accepts on. stunnel
+// binds port 0 itself and the address is read from its log: a port chosen
+// here and closed before stunnel binds it could be taken by anyone else in
+// between ("Address already in use" under load).
+func startStunnel(t *testing.T, bin, conf, connect, pskFile string) string {
 	t.Helper()
 	text := readExample(t, "stunnel", conf)
-	text = strings.NewReplacer("127.0.0.1:7080", accept, "127.0.0.1:7443", accept,
-		"127.0.0.1:8443", connect, "127.0.0.1:8080", connect, "psk.txt", pskFile).Replace(text)
+	text = strings.NewReplacer("127.0.0.1:7080", "127.0.0.1:0", "127.0.0.1:7443", "127.0.0.1:0",
+		"127.0.0.1:8443", connect, "127.0.0.1:8080", connect, "psk.txt", pskFile,
+		"[mcbn]", "debug = info\n[mcbn]").Replace(text)
 	path := filepath.Join(t.TempDir(), conf)
 	writeFile(t, path, text, 0o600)
 	cmd := exec.Command(bin, path)
+	var mu sync.Mutex
 	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout = &lockedWriter{mu: &mu, w: &logs}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	bound := make(chan string, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			logs.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if m := stunnelBoundRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case bound <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
+		<-done
 		cmd.Wait()
 		if t.Failed() {
+			mu.Lock()
 			t.Logf("stunnel %s:\n%s", conf, logs.String())
+			mu.Unlock()
 		}
 	})
-	waitDial(t, accept)
+	select {
+	case addr := <-bound:
+		waitDial(t, addr)
+		return addr
+	case <-done:
+		t.Fatalf("stunnel %s exited without binding", conf)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("stunnel %s did not log its bound address within 20s", conf)
+	}
+	return ""
+}
+
+// lockedWriter serializes writes to a buffer shared with a reader goroutine.
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 // Our server proxy with a stunnel client, and a stunnel server with our
@@ -132,15 +189,13 @@ func TestStunnel(t *testing.T) {
 
 	t.Run("stunnel client to mcbn server", func(t *testing.T) {
 		srv := staticProxy(t, fmt.Sprintf("mode: server\nroutes:\n  - {name: web, listen: \"tls://127.0.0.1:0\", connect: \"tcp://%s\", psk: {secrets: %s}}\n", tcpEcho(t), secrets))
-		accept := freePort(t)
-		startStunnel(t, bin, "client.conf", accept, srv.Addr("web").String(), secrets)
+		accept := startStunnel(t, bin, "client.conf", srv.Addr("web").String(), secrets)
 		if !lineEcho(accept, "through stunnel and mcbn") {
 			t.Fatal("no echo through stunnel client -> mcbn server proxy")
 		}
 	})
 	t.Run("mcbn client to stunnel server", func(t *testing.T) {
-		accept := freePort(t)
-		startStunnel(t, bin, "server.conf", accept, tcpEcho(t), secrets)
+		accept := startStunnel(t, bin, "server.conf", tcpEcho(t), secrets)
 		cli := staticProxy(t, fmt.Sprintf("mode: client\nroutes:\n  - {name: web, listen: \"tcp://127.0.0.1:0\", connect: \"tls://%s\", identity: Client_identity, psk: {secrets: %s}}\n", accept, secrets))
 		if !lineEcho(cli.Addr("web").String(), "through mcbn and stunnel") {
 			t.Fatal("no echo through mcbn client proxy -> stunnel server")
@@ -173,4 +228,22 @@ func TestKeyLog(t *testing.T) {
 		}
 	}
 	mustContain(t, "wireshark/README.md", readExample(t, "wireshark", "README.md"), "--keylog", "tls.keylog_file")
+}
+
+// startStunnel reads the address stunnel bound from this log line (stunnel
+// 5.68, level info), and from nothing else.
+func TestStunnelBoundLine(t *testing.T) {
+	for line, want := range map[string]string{
+		"2026.12.03 18:28:57 LOG6[ui]: Service [mcbn] (FD=8) bound to 127.0.0.1:42153": "127.0.0.1:42153",
+		"2026.12.03 18:28:57 LOG7[ui]: Binding service [mcbn]":                         "",
+		"2026.12.03 18:28:57 LOG3[ui]: Error binding service [mcbn] to 127.0.0.1:0":    "",
+	} {
+		got := ""
+		if m := stunnelBoundRE.FindStringSubmatch(line); m != nil {
+			got = m[1]
+		}
+		if got != want {
+			t.Errorf("%q: %q, want %q", line, got, want)
+		}
+	}
 }

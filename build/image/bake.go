@@ -15,6 +15,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/mcbn/mcbn/proxy"
+	// The shares PSK source registers itself with proxy; the baked
+	// configuration is validated with it, as the binary would.
+	_ "github.com/mcbn/mcbn/shareholder"
 )
 
 // A baked image is the generic image plus one layer holding a deployment's
@@ -123,6 +126,31 @@ func readBake(dir string) (*bake, error) {
 	}
 	if err := checkPaths(cfgPath, data, have); err != nil {
 		return nil, err
+	}
+	// The proxy's own loading and validation, as the image will run it:
+	// with exactly its argv, no flags, no environment, /etc/mcbn read from
+	// the directory. A configuration the proxy would refuse at start (a
+	// public plaintext listener on a client, an unknown cipher suite) is
+	// refused here rather than restart-looping on the VM.
+	files := map[string][]byte{}
+	for _, e := range b.files {
+		if !e.dir {
+			files["/"+e.name] = e.data
+		}
+	}
+	_, err = proxy.LoadConfig(cfg.Mode, proxy.LoadOptions{
+		Flags:   map[string]string{"config": bakedConfig},
+		Getenv:  func(string) (string, bool) { return "", false },
+		Environ: func() []string { return nil },
+		Read: func(name string) ([]byte, error) {
+			if d, ok := files[path.Clean(name)]; ok {
+				return d, nil
+			}
+			return nil, fmt.Errorf("%s is not in the baked directory", name)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: the proxy would refuse it: %v", cfgPath, err)
 	}
 	b.entrypoint = []string{"/" + binPath, "proxy", string(cfg.Mode), "--config", bakedConfig}
 	return b, nil

@@ -122,6 +122,9 @@ func TestBakeRefuses(t *testing.T) {
 		}, "private key"},
 		"share material": {func(d string) { os.WriteFile(filepath.Join(d, "x.json"), []byte(`{"share": "00"}`), 0o644) }, "key material"},
 		"symlink":        {func(d string) { os.Symlink("/etc/passwd", filepath.Join(d, "passwd")) }, "not a regular file"},
+		// Refused by the proxy's own validation, which bake runs.
+		"bad listen scheme": {edit("listen: tls://0.0.0.0:8443", "listen: tcp://0.0.0.0:8443"), "the proxy would refuse it"},
+		"unknown suite":     {edit("    psk: &shares", "    tls: {cipher_suites: [NOPE]}\n    psk: &shares"), "the proxy would refuse it"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := copyBake(t)

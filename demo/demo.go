@@ -45,6 +45,10 @@ type Options struct {
 	Refresh time.Duration
 	// OnKeep, when set, is called once everything is kept running (tests).
 	OnKeep func(Info)
+	// Command is how a person runs mcbn from a shell, for the lines printed
+	// to try by hand: "mcbn" (the default), "go run ./cmd/mcbn", or the
+	// full path of a binary.
+	Command string
 }
 
 // Info describes a running demo network.
@@ -100,7 +104,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := consentSteps(ctx, n, net); err != nil {
 		return err
 	}
-	n.printHandTry(net.info(dir), o.Keep)
+	n.printHandTry(net.info(dir), o.Keep, o.Command)
 	if !o.Keep {
 		n.say("== Done in %s. Everything is stopped and removed on the way out.", n.elapsed())
 		return nil

@@ -6,16 +6,30 @@ import "path/filepath"
 // proxy. The PSK is not printable in the real product: no component ever
 // holds all shares. The demo can offer it only because it plays every
 // participant and its key directory holds every share; the command substitution keeps
-// the key off the screen.
-func (n *narrator) printHandTry(in Info, keep bool) {
-	n.say("== Try it by hand")
-	combine := "mcbn psk combine --group " + filepath.Join(in.Dir, "group.json") + " " +
-		filepath.Join(in.Dir, "alice.share.json") + " " + filepath.Join(in.Dir, "bob.share.json")
-	n.say("   curl http://%s/   # through the client proxy", in.ClientHTTP)
-	n.say("   openssl s_client -tls1_3 -psk_identity %s -psk \"$(%s)\" -connect %s", in.Identity, combine, in.ServerTLS)
-	n.say("   The key comes from the demo's own key directory, which exists only because the demo")
-	n.say("   plays every participant; in a real deployment no one holds two shares and the key never leaves the proxies.")
-	if !keep {
-		n.say("   (run 'mcbn demo --keep' to keep the network up while you try these lines)")
+// the key off the screen. mcbn is how to run mcbn from a shell ("" is
+// "mcbn"): after 'go run' no mcbn need be on PATH.
+func (n *narrator) printHandTry(in Info, keep bool, mcbn string) {
+	for _, l := range handTryLines(in, keep, mcbn) {
+		n.say("%s", l)
 	}
+}
+
+// handTryLines are the lines printHandTry prints.
+func handTryLines(in Info, keep bool, mcbn string) []string {
+	if mcbn == "" {
+		mcbn = "mcbn"
+	}
+	combine := mcbn + " psk combine --group " + filepath.Join(in.Dir, "group.json") + " " +
+		filepath.Join(in.Dir, "alice.share.json") + " " + filepath.Join(in.Dir, "bob.share.json")
+	lines := []string{
+		"== Try it by hand",
+		"   curl http://" + in.ClientHTTP + "/   # through the client proxy",
+		"   openssl s_client -tls1_3 -psk_identity " + in.Identity + " -psk \"$(" + combine + ")\" -connect " + in.ServerTLS,
+		"   The key comes from the demo's own key directory, which exists only because the demo",
+		"   plays every participant; in a real deployment no one holds two shares and the key never leaves the proxies.",
+	}
+	if !keep {
+		lines = append(lines, "   (run '"+mcbn+" demo --keep' to keep the network up while you try these lines)")
+	}
+	return lines
 }

@@ -2,22 +2,21 @@ package main
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/mcbn/mcbn/demo"
 )
 
-func init() {
-	c := &command{
-		name:    "demo",
-		summary: "run the whole consent network on this machine and watch consent open and close it",
-		usage: `Usage: mcbn demo [--keep] [--dkg] [--dir DIR] [--verbose]
-
-Starts, in this process and on loopback ports, the dev attester, three
+const demoLong = `Starts, in this process and on loopback ports, the dev attester, three
 shareholders (alice, bob, carol; 2-of-3), a server proxy in front of a
 built-in HTTP and UDP echo app, and a client proxy. Then it sends an HTTP
 request and UDP datagrams through the tunnel, revokes one consent (traffic
@@ -34,27 +33,26 @@ that is the only reason it can show an openssl line that works against its
 server proxy. With --keep the network stays up until Ctrl-C so you can try it.
 Ctrl-C stops everything; a temporary directory is removed (not --dir).
 
-Example:
+The lines it prints to try by hand run mcbn the way it was started: 'mcbn'
+when that is this program on PATH, 'go run ./cmd/mcbn' after go run, else the
+full path of this program.`
 
-  $ mcbn demo
-  $ mcbn demo --dkg --keep`,
-	}
-	c.run = func(args []string, stdout, stderr io.Writer) error {
-		fs := newFlags(c, "mcbn demo", stdout)
-		dir := fs.String("dir", "", "keep the key material and configs in `DIR` (must exist) instead of a temporary directory")
-		keep := fs.Bool("keep", false, "keep the network running after the steps, until Ctrl-C")
-		verbose := fs.Bool("verbose", false, "also print the daemons' logs on stderr")
-		useDKG := fs.Bool("dkg", false, "make the group with the dealer-free ceremony (mcbn psk dkg) instead of a dealer's split")
-		pos, err := parseFlags(fs, args)
-		if err != nil {
-			return err
-		}
-		if len(pos) > 0 {
-			return usagef("unexpected argument %q", pos[0])
-		}
+func newDemoCmd() *cobra.Command {
+	c := leaf("demo [--keep] [--dkg] [--dir DIR] [--verbose]",
+		"run the whole consent network on this machine and watch consent open and close it",
+		demoLong,
+		`  $ mcbn demo
+  $ mcbn demo --dkg --keep
+  $ go run ./cmd/mcbn demo          # from a checkout, nothing installed`, noArgs)
+	fs := c.Flags()
+	dir := fs.String("dir", "", "keep the key material and configs in `DIR` (must exist) instead of a temporary directory")
+	keep := fs.Bool("keep", false, "keep the network running after the steps, until Ctrl-C")
+	verbose := fs.Bool("verbose", false, "also print the daemons' logs on stderr")
+	useDKG := fs.Bool("dkg", false, "make the group with the dealer-free ceremony (mcbn psk dkg) instead of a dealer's split")
+	c.RunE = func(c *cobra.Command, _ []string) error {
 		var log *slog.Logger
 		if *verbose {
-			log = slog.New(slog.NewTextHandler(stderr, nil))
+			log = slog.New(slog.NewTextHandler(c.ErrOrStderr(), nil))
 		}
 		if *dir != "" {
 			if st, err := os.Stat(*dir); err != nil || !st.IsDir() {
@@ -63,7 +61,88 @@ Example:
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return demo.Run(ctx, demo.Options{Out: stdout, Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG})
+		return demo.Run(ctx, demo.Options{Out: c.OutOrStdout(), Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG, Command: selfCommand()})
 	}
-	register("", c)
+	return c
+}
+
+// selfCommand is how a person runs this very mcbn from a shell, for the
+// lines the demo prints to try by hand.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "mcbn"
+	}
+	wd, _ := os.Getwd()
+	pkg := ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		pkg = bi.Path
+	}
+	return runnableCommand(exe, exec.LookPath, wd, pkg)
+}
+
+// runnableCommand chooses how to run the executable exe from a shell in
+// directory wd: "mcbn" when that name on PATH is exe; under 'go run' (exe
+// is in a go-build temporary directory, removed when go run ends) the go
+// run line from wd: ./cmd/mcbn in a checkout, else the package path pkg;
+// otherwise exe's absolute path, which works from any directory.
+func runnableCommand(exe string, lookPath func(string) (string, error), wd, pkg string) string {
+	if p, err := lookPath("mcbn"); err == nil && sameFile(p, exe) {
+		return "mcbn"
+	}
+	if goRunBinary(exe) {
+		if wd != "" {
+			if st, err := os.Stat(filepath.Join(wd, "cmd", "mcbn")); err == nil && st.IsDir() {
+				return "go run ./cmd/mcbn"
+			}
+		}
+		if pkg == "" {
+			pkg = "github.com/mcbn/mcbn/cmd/mcbn"
+		}
+		return "go run " + pkg
+	}
+	if !filepath.IsAbs(exe) && wd != "" {
+		exe = filepath.Join(wd, exe)
+	}
+	return shellQuote(exe)
+}
+
+// goRunBinary reports whether exe is what 'go run' builds: DIR/exe/NAME
+// under a go-build temporary directory.
+func goRunBinary(exe string) bool {
+	dir := filepath.Dir(exe)
+	if filepath.Base(dir) != "exe" {
+		return false
+	}
+	for d := filepath.Dir(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		if strings.HasPrefix(filepath.Base(d), "go-build") {
+			return true
+		}
+	}
+	return false
+}
+
+func sameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
+}
+
+// shellQuote quotes s for a POSIX shell when it holds anything but plain
+// path characters.
+func shellQuote(s string) string {
+	plain := s != ""
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,@%=", r)) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }

@@ -12,39 +12,25 @@ import (
 	"regexp"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mcbn/mcbn/attest"
 )
 
 // The dev command group: local stand-ins for what production gets from the
 // cloud. Logic lives in package attest; this file parses flags and prints.
 
-func init() {
-	register("", &command{
-		name:    "dev",
-		summary: "local stand-ins for development and tests (not for production)",
-		usage: `mcbn dev runs local stand-ins for the cloud services mcbn relies on in
+func newDevCmd() *cobra.Command {
+	return group("dev", "local stand-ins for development and tests (not for production)",
+		`mcbn dev runs local stand-ins for the cloud services mcbn relies on in
 production, so the whole system can run on one machine.
 
-Nothing under 'mcbn dev' provides any security: use it for demos and tests.
-
-Example:
-
-  $ mcbn dev attester --socket /tmp/teeserver.sock --image-digest sha256:$(printf x | sha256sum | cut -c1-64)`,
-	})
-	c := &command{
-		name:    "attester",
-		summary: "a local Confidential Space stand-in: OIDC issuer plus launcher token socket",
-		usage:   devAttesterUsage,
-	}
-	c.run = func(args []string, stdout, stderr io.Writer) error {
-		return runDevAttester(c, args, stdout, stderr)
-	}
-	register("dev", c)
+Nothing under 'mcbn dev' provides any security: use it for demos and tests.`,
+		`  $ mcbn dev attester --socket /tmp/teeserver.sock --image-digest sha256:$(printf x | sha256sum | cut -c1-64)`,
+		newDevAttesterCmd())
 }
 
-const devAttesterUsage = `Usage: mcbn dev attester [--listen 127.0.0.1:0] [--socket PATH] [--image-digest sha256:...] [--key-file FILE]
-
-Runs a local stand-in for Google Cloud Confidential Space until interrupted:
+const devAttesterLong = `Runs a local stand-in for Google Cloud Confidential Space until interrupted:
 
   - an OIDC issuer on loopback HTTP (discovery at /.well-known/openid-configuration,
     keys at /jwks); its issuer URL is http://127.0.0.1:PORT;
@@ -55,11 +41,9 @@ Tokens are RS256 and shaped like Confidential Space tokens, with the image
 digest given (default: the SHA-256 of this mcbn executable). They carry
 swname MCBN_DEV_ATTESTER, dbgstat enabled and no support attributes, so a
 production policy never accepts them. The signing key is generated at start
-unless --key-file names one (created with mode 0600 if missing).
+unless --key-file names one (created with mode 0600 if missing).`
 
-Example:
-
-  $ mcbn dev attester --socket /tmp/mcbn-dev/teeserver.sock
+const devAttesterExample = `  $ mcbn dev attester --socket /tmp/mcbn-dev/teeserver.sock
   issuer:       http://127.0.0.1:40123
   ...
   $ curl --unix-socket /tmp/mcbn-dev/teeserver.sock -d '{"audience":"https://alice.example","token_type":"OIDC","nonces":["0123456789abcdef"]}' http://localhost/v1/token`
@@ -71,44 +55,47 @@ var devSignalContext = func() (context.Context, context.CancelFunc) {
 
 var imageDigestRE = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
-func runDevAttester(c *command, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, "mcbn dev attester", stdout)
-	listen := fs.String("listen", "127.0.0.1:0", "loopback `address` for OIDC discovery and JWKS")
-	socket := fs.String("socket", "", "`path` of the token socket (default: teeserver.sock in a new private temporary directory)")
-	digest := fs.String("image-digest", "", "image `digest` put in tokens, sha256:<64 hex> (default: SHA-256 of this executable)")
-	reference := fs.String("image-reference", "", "image `reference` put in tokens (default: localhost/mcbn-dev@DIGEST)")
-	keyFile := fs.String("key-file", "", "PEM RSA signing key `file`, created (0600) if missing (default: a fresh key each start)")
+func newDevAttesterCmd() *cobra.Command {
+	c := leaf("attester [--listen 127.0.0.1:0] [--socket PATH] [--image-digest sha256:...] [--key-file FILE]",
+		"a local Confidential Space stand-in: OIDC issuer plus launcher token socket",
+		devAttesterLong, devAttesterExample, noArgs)
+	fs := c.Flags()
+	listen := fs.String("listen", "127.0.0.1:0", "loopback `ADDRESS` for OIDC discovery and JWKS")
+	socket := fs.String("socket", "", "`PATH` of the token socket (default: teeserver.sock in a new private temporary directory)")
+	digest := fs.String("image-digest", "", "image `DIGEST` put in tokens, sha256:<64 hex> (default: SHA-256 of this executable)")
+	reference := fs.String("image-reference", "", "image `REFERENCE` put in tokens (default: localhost/mcbn-dev@DIGEST)")
+	keyFile := fs.String("key-file", "", "PEM RSA signing key `FILE`, created (0600) if missing (default: a fresh key each start)")
 	group := fs.Bool("group-access", false, "make the socket 0660 instead of 0600 (for a proxy running as another user of the same group)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runDevAttester(c.OutOrStdout(), c.ErrOrStderr(), *listen, *socket, *digest, *reference, *keyFile, *group)
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
+	return c
+}
+
+func runDevAttester(stdout, stderr io.Writer, listen, socket, digest, reference, keyFile string, group bool) error {
+	if digest != "" && !imageDigestRE.MatchString(digest) {
+		return usagef("--image-digest %q: want sha256: followed by 64 lowercase hex digits", digest)
 	}
-	if *digest != "" && !imageDigestRE.MatchString(*digest) {
-		return usagef("--image-digest %q: want sha256: followed by 64 lowercase hex digits", *digest)
-	}
-	if *socket == "" {
+	if socket == "" {
 		dir, err := os.MkdirTemp("", "mcbn-dev-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
-		*socket = filepath.Join(dir, "teeserver.sock")
+		socket = filepath.Join(dir, "teeserver.sock")
 	}
 	mode := os.FileMode(0o600)
-	if *group {
+	if group {
 		mode = 0o660
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	d, err := attest.StartDevAttester(attest.DevAttesterConfig{
-		Listen:         *listen,
-		Socket:         *socket,
+		Listen:         listen,
+		Socket:         socket,
 		SocketMode:     mode,
-		ImageDigest:    *digest,
-		ImageReference: *reference,
-		KeyFile:        *keyFile,
+		ImageDigest:    digest,
+		ImageReference: reference,
+		KeyFile:        keyFile,
 		Logger:         log,
 	})
 	if err != nil {

@@ -124,7 +124,7 @@ func TestDevAttesterCommandErrors(t *testing.T) {
 		{[]string{"dev", "attester", "--help"}, 0, ""},
 		{[]string{"dev", "attester", "extra"}, 2, "unexpected argument"},
 		{[]string{"dev", "attester", "--image-digest", "sha256:xyz"}, 2, "64 lowercase hex"},
-		{[]string{"dev", "attester", "--nope"}, 2, "not defined"},
+		{[]string{"dev", "attester", "--nope"}, 2, "unknown flag: --nope"},
 		{[]string{"dev", "attester", "--listen", "0.0.0.0:0", "--socket", sock}, 1, "loopback"},
 	}
 	for _, c := range cases {
@@ -133,7 +133,7 @@ func TestDevAttesterCommandErrors(t *testing.T) {
 		if rc != c.rc || !strings.Contains(stderr.String(), c.msg) {
 			t.Errorf("%v: exit %d (want %d), stderr %q (want %q)", c.args, rc, c.rc, stderr.String(), c.msg)
 		}
-		if c.rc == 0 && !strings.Contains(stdout.String(), "Usage: mcbn dev attester") {
+		if c.rc == 0 && !strings.Contains(stdout.String(), "Usage:\n  mcbn dev attester") {
 			t.Errorf("--help printed %q", stdout.String())
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mcbn/mcbn/psk"
 	"github.com/mcbn/mcbn/psk/dkg"
 )
@@ -17,11 +19,9 @@ import (
 // lives in package psk/dkg; this file parses flags, reads and writes files
 // and prints. Nothing here prints secret material.
 
-func init() {
-	register("psk", &command{
-		name:    "dkg",
-		summary: "create a T-of-N group with no dealer: a key generation ceremony over files",
-		usage: `mcbn psk dkg creates a T-of-N group like 'mcbn psk split', but with no dealer:
+func newDkgCmd() *cobra.Command {
+	return group("dkg", "create a T-of-N group with no dealer: a key generation ceremony over files",
+		`mcbn psk dkg creates a T-of-N group like 'mcbn psk split', but with no dealer:
 each participant deals a random sharing of its own to the others, and the group
 secret is the sum, which nobody ever holds. It runs as three steps in which
 participants exchange public files by any channel (mail, a repository):
@@ -32,30 +32,18 @@ participants exchange public files by any channel (mail, a repository):
           NAME.share.json, the same formats as 'mcbn psk split' writes
 
 Compare the ceremony id (printed by deal) and the group id (printed by finish)
-with every participant by a channel you trust. See docs/dkg.md.
-
-Example, alice's side of a 2-of-3 ceremony:
-
+with every participant by a channel you trust. See docs/dkg.md.`,
+		`  # alice's side of a 2-of-3 ceremony
   $ mcbn psk dkg init --group team --threshold 2 --participants alice,bob,carol --me alice
   $ mcbn psk dkg deal --state alice.dkg.json alice.pub.json bob.pub.json carol.pub.json
   $ mcbn psk dkg finish --state alice.dkg.json bob.round1.json carol.round1.json`,
-	})
-	dkgLeaf("init", "start a ceremony: private state and a public pub file", dkgInitUsage, runDkgInit)
-	dkgLeaf("deal", "round 1: commitments and sub-shares sealed to each participant", dkgDealUsage, runDkgDeal)
-	dkgLeaf("finish", "verify what was sent to you; write group.json and your share", dkgFinishUsage, runDkgFinish)
+		newDkgInitCmd(),
+		newDkgDealCmd(),
+		newDkgFinishCmd(),
+	)
 }
 
-func dkgLeaf(name, summary, usage string, run pskRun) {
-	c := &command{name: name, summary: summary, usage: usage}
-	c.run = func(args []string, stdout, stderr io.Writer) error {
-		return run(c, "mcbn psk dkg "+name, args, stdout)
-	}
-	register("psk dkg", c)
-}
-
-const dkgInitUsage = `Usage: mcbn psk dkg init --group NAME --threshold T --participants A,B,C... --me NAME [--dir DIR]
-
-Starts this participant's side of a ceremony. Every participant runs it with
+const dkgInitLong = `Starts this participant's side of a ceremony. Every participant runs it with
 the same --group, --threshold and --participants (the list order gives the
 share indices, as in 'mcbn psk split'). Draws this participant's random
 polynomial, an HPKE (X25519) key and an Ed25519 signing key, and writes:
@@ -63,44 +51,43 @@ polynomial, an HPKE (X25519) key and an Ed25519 signing key, and writes:
   DIR/NAME.dkg.json  the private state (mode 0600): keep it, send it nowhere
   DIR/NAME.pub.json  public: send it to every other participant
 
-Refuses to overwrite either file.
+Refuses to overwrite either file.`
 
-Example:
-
-  $ mcbn psk dkg init --group demo --threshold 2 --participants alice,bob,carol --me alice`
-
-func runDkgInit(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
+func newDkgInitCmd() *cobra.Command {
+	c := leaf("init --group NAME --threshold T --participants A,B,C... --me NAME [--dir DIR]",
+		"start a ceremony: private state and a public pub file", dkgInitLong,
+		"  $ mcbn psk dkg init --group demo --threshold 2 --participants alice,bob,carol --me alice", noArgs)
+	fs := c.Flags()
 	name := fs.String("group", "", "group `NAME`")
 	threshold := fs.Int("threshold", 0, "shares needed to reconstruct (`T`)")
-	parts := fs.String("participants", "", "comma-separated participant names, in index order")
+	parts := fs.String("participants", "", "comma-separated participant names, in index order (`A,B,C...`)")
 	me := fs.String("me", "", "this participant's `NAME`")
 	dir := fs.String("dir", ".", "output `DIR` (created if missing)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runDkgInit(*name, *threshold, *parts, *me, *dir, c.OutOrStdout())
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *name == "" || *threshold == 0 || *parts == "" || *me == "" {
+	return c
+}
+
+func runDkgInit(name string, threshold int, parts, me, dir string, stdout io.Writer) error {
+	if name == "" || threshold == 0 || parts == "" || me == "" {
 		return usagef("--group, --threshold, --participants and --me are required")
 	}
-	names := strings.Split(*parts, ",")
+	names := strings.Split(parts, ",")
 	for i := range names {
 		names[i] = strings.TrimSpace(names[i])
 	}
-	st, pub, err := dkg.Init(dkg.Params{Group: *name, Threshold: *threshold, Participants: names}, *me, nil)
+	st, pub, err := dkg.Init(dkg.Params{Group: name, Threshold: threshold, Participants: names}, me, nil)
 	if err != nil {
 		return err
 	}
 	defer st.Wipe()
-	statePath := filepath.Join(*dir, *me+".dkg.json")
-	pubPath := filepath.Join(*dir, *me+".pub.json")
+	statePath := filepath.Join(dir, me+".dkg.json")
+	pubPath := filepath.Join(dir, me+".pub.json")
 	if err := refuseExisting(statePath, pubPath); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(*dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
 	if err := dkg.WriteState(statePath, st); err != nil {
@@ -117,9 +104,7 @@ func runDkgInit(c *command, path string, args []string, stdout io.Writer) error 
 	return nil
 }
 
-const dkgDealUsage = `Usage: mcbn psk dkg deal --state NAME.dkg.json [--out FILE] PUB.json...
-
-Round 1. Give every participant's pub file, your own included. Checks that
+const dkgDealLong = `Round 1. Give every participant's pub file, your own included. Checks that
 they are exactly one per participant, all for the same group, threshold and
 participant list, and that yours is unchanged; computes the ceremony id (a
 digest of all pub files), records it in the state, and writes FILE (default
@@ -129,24 +114,26 @@ the ceremony, the round, you and the recipient; the whole file is signed.
 Send it to every participant. Compare the printed ceremony id with everyone.
 
 Running deal again with the same pub files writes a new round 1 with the same
-commitments (e.g. if a file was lost); with other pub files it is refused.
+commitments (e.g. if a file was lost); with other pub files it is refused.`
 
-Example:
-
-  $ mcbn psk dkg deal --state alice.dkg.json alice.pub.json bob.pub.json carol.pub.json`
-
-func runDkgDeal(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
+func newDkgDealCmd() *cobra.Command {
+	c := leaf("deal --state NAME.dkg.json [--out FILE] PUB.json...",
+		"round 1: commitments and sub-shares sealed to each participant", dkgDealLong,
+		"  $ mcbn psk dkg deal --state alice.dkg.json alice.pub.json bob.pub.json carol.pub.json", cobra.ArbitraryArgs)
+	fs := c.Flags()
 	statePath := fs.String("state", "", "this participant's state `FILE`")
 	out := fs.String("out", "", "round 1 output `FILE` (default NAME.round1.json beside the state)")
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, files []string) error {
+		return runDkgDeal(*statePath, *out, files, c.OutOrStdout())
 	}
-	if *statePath == "" || len(files) == 0 {
+	return c
+}
+
+func runDkgDeal(statePath, out string, files []string, stdout io.Writer) error {
+	if statePath == "" || len(files) == 0 {
 		return usagef("--state and every participant's pub file are required")
 	}
-	st, err := dkg.LoadState(*statePath)
+	st, err := dkg.LoadState(statePath)
 	if err != nil {
 		return err
 	}
@@ -159,9 +146,9 @@ func runDkgDeal(c *command, path string, args []string, stdout io.Writer) error 
 		}
 		pubs = append(pubs, p)
 	}
-	outPath := *out
+	outPath := out
 	if outPath == "" {
-		outPath = filepath.Join(filepath.Dir(*statePath), st.Me+".round1.json")
+		outPath = filepath.Join(filepath.Dir(statePath), st.Me+".round1.json")
 	}
 	if err := refuseExisting(outPath); err != nil {
 		return err
@@ -170,8 +157,8 @@ func runDkgDeal(c *command, path string, args []string, stdout io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if err := dkg.SaveState(*statePath, st); err != nil {
-		return fmt.Errorf("%s: recording the ceremony: %v", *statePath, err)
+	if err := dkg.SaveState(statePath, st); err != nil {
+		return fmt.Errorf("%s: recording the ceremony: %v", statePath, err)
 	}
 	if err := dkg.WriteRound1(outPath, r); err != nil {
 		return err
@@ -180,15 +167,13 @@ func runDkgDeal(c *command, path string, args []string, stdout io.Writer) error 
 	for _, p := range st.Pubs {
 		fmt.Fprintf(stdout, "  pub of %-12s %s\n", p.Participant, hex.EncodeToString(p.Fingerprint()))
 	}
-	fmt.Fprintf(stdout, "recorded the ceremony in %s\n", *statePath)
+	fmt.Fprintf(stdout, "recorded the ceremony in %s\n", statePath)
 	fmt.Fprintf(stdout, "wrote %s (public: send it to %s)\n", outPath, strings.Join(others(st.Participants, st.Me), ", "))
 	fmt.Fprintf(stdout, "compare the ceremony id with every participant by a channel you trust\n")
 	return nil
 }
 
-const dkgFinishUsage = `Usage: mcbn psk dkg finish --state NAME.dkg.json [--exclude A,B] [--out DIR] ROUND1.json...
-
-Give every participant's round 1 file (yours may be included; it is not
+const dkgFinishLong = `Give every participant's round 1 file (yours may be included; it is not
 needed). For each dealer, checks the signature, that the commitments are the
 ones its pub file committed to, and that the sub-share sealed to you decrypts
 and passes the Feldman check. Then writes DIR/group.json and DIR/NAME.share.json
@@ -202,31 +187,33 @@ dealers would remain, the others may agree to leave those dealers out: every
 participant then runs finish again with the same --exclude list. The group is
 still T-of-N among all N participants (an excluded dealer keeps its index and
 receives a share); only its contribution to the secret is left out. Different
---exclude lists give different group ids, which the comparison reveals.
+--exclude lists give different group ids, which the comparison reveals.`
 
-Example:
-
-  $ mcbn psk dkg finish --state alice.dkg.json bob.round1.json carol.round1.json`
-
-func runDkgFinish(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
+func newDkgFinishCmd() *cobra.Command {
+	c := leaf("finish --state NAME.dkg.json [--exclude A,B] [--out DIR] ROUND1.json...",
+		"verify what was sent to you; write group.json and your share", dkgFinishLong,
+		"  $ mcbn psk dkg finish --state alice.dkg.json bob.round1.json carol.round1.json", cobra.ArbitraryArgs)
+	fs := c.Flags()
 	statePath := fs.String("state", "", "this participant's state `FILE`")
-	exclude := fs.String("exclude", "", "comma-separated dealers to leave out, agreed by every participant")
+	exclude := fs.String("exclude", "", "comma-separated dealers to leave out, agreed by every participant (`A,B`)")
 	out := fs.String("out", "", "output `DIR` (default: the state's directory)")
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, files []string) error {
+		return runDkgFinish(*statePath, *exclude, *out, files, c.OutOrStdout())
 	}
-	if *statePath == "" || len(files) == 0 {
+	return c
+}
+
+func runDkgFinish(statePath, exclude, out string, files []string, stdout io.Writer) error {
+	if statePath == "" || len(files) == 0 {
 		return usagef("--state and the round 1 files are required")
 	}
 	var excl []string
-	if *exclude != "" {
-		for _, x := range strings.Split(*exclude, ",") {
+	if exclude != "" {
+		for _, x := range strings.Split(exclude, ",") {
 			excl = append(excl, strings.TrimSpace(x))
 		}
 	}
-	st, err := dkg.LoadState(*statePath)
+	st, err := dkg.LoadState(statePath)
 	if err != nil {
 		return err
 	}
@@ -239,9 +226,9 @@ func runDkgFinish(c *command, path string, args []string, stdout io.Writer) erro
 		}
 		rounds = append(rounds, r)
 	}
-	dir := *out
+	dir := out
 	if dir == "" {
-		dir = filepath.Dir(*statePath)
+		dir = filepath.Dir(statePath)
 	}
 	groupPath := filepath.Join(dir, "group.json")
 	sharePath := filepath.Join(dir, st.Me+".share.json")
@@ -280,7 +267,7 @@ func runDkgFinish(c *command, path string, args []string, stdout io.Writer) erro
 	fmt.Fprintf(stdout, "group %s: %d-of-%d %s, id %s\n", g.Name, g.Threshold, g.N(), g.Scheme, g.ID)
 	fmt.Fprintf(stdout, "wrote %s (public)\n", groupPath)
 	fmt.Fprintf(stdout, "wrote %s (secret, mode 0600: participant %d %s)\n", sharePath, res.Share.Index, res.Share.Participant)
-	fmt.Fprintf(stdout, "compare the group id with every participant by a channel you trust, then delete %s\n", *statePath)
+	fmt.Fprintf(stdout, "compare the group id with every participant by a channel you trust, then delete %s\n", statePath)
 	return nil
 }
 

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/tlspsk"
 )
@@ -110,9 +112,8 @@ func TestProxyServerSignals(t *testing.T) {
 	started := make(chan *proxy.Proxy, 1)
 	done := make(chan error, 1)
 	var logs bytes.Buffer
-	c := root.child("proxy").child("server")
 	go func() {
-		done <- runProxy(c, proxy.ModeServer, []string{"--listen", "tls://127.0.0.1:0", "--connect", "tcp://" + backend.Addr().String(),
+		done <- runProxy(proxy.ModeServer, []string{"--listen", "tls://127.0.0.1:0", "--connect", "tcp://" + backend.Addr().String(),
 			"--psk-file", keyFile, "--log-format", "json"}, io.Discard, &syncWriter{w: &logs}, sig, started)
 	}()
 	var p *proxy.Proxy
@@ -370,4 +371,42 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// An MCBN_PROXY_ variable that names no setting (or no route) stops the
+// proxy with one line naming it, under cobra as before: a misspelt
+// MCBN_PROXY_PSK_FLIE must not leave the proxy on another key source.
+func TestProxyEnvNamesStayStrict(t *testing.T) {
+	key := writeKey(t, "psk.hex")
+	args := []string{"proxy", "server", "--check", "--listen", "tls://127.0.0.1:0", "--connect", "tcp://127.0.0.1:9", "--psk-file", key}
+	if code, out, errs := run(args...); code != 0 {
+		t.Fatalf("clean environment: exit %d %q %q", code, out, errs)
+	}
+	for _, v := range []string{"MCBN_PROXY_PSK_FLIE", "MCBN_PROXY_ROUTE_NOPE_CONNECT"} {
+		t.Run(v, func(t *testing.T) {
+			t.Setenv(v, "x")
+			for _, a := range [][]string{args, args[:2]} { // --check, and the proxy itself
+				code, _, errs := run(a...)
+				if code != 1 || !oneLine(errs) || !strings.Contains(errs, "environment: "+v) {
+					t.Fatalf("%v: exit %d, stderr %q", a, code, errs)
+				}
+			}
+		})
+	}
+}
+
+// Every setting of package proxy gets a typed placeholder in the help.
+func TestProxyFlagPlaceholders(t *testing.T) {
+	for _, c := range newRoot().Commands() {
+		if c.Name() != "proxy" {
+			continue
+		}
+		for _, m := range c.Commands() {
+			m.LocalFlags().VisitAll(func(f *pflag.Flag) {
+				if v, ok := f.Value.(*goFlagValue); ok && v.typ != "bool" && proxyPlaceholders[f.Name] == "" {
+					t.Errorf("proxy %s --%s: add it to proxyPlaceholders", m.Name(), f.Name)
+				}
+			})
+		}
+	}
 }

@@ -213,7 +213,7 @@ func runProxyConfig(t *testing.T, mode proxy.Mode, path string) *proxy.Proxy {
 	done := make(chan error, 1)
 	logs := &syncBuffer{}
 	go func() {
-		done <- runProxy(root.child("proxy").child(string(mode)), mode, []string{"--config", path}, io.Discard, logs, sig, started)
+		done <- runProxy(mode, []string{"--config", path}, io.Discard, logs, sig, started)
 	}()
 	var p *proxy.Proxy
 	select {

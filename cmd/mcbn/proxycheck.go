@@ -8,9 +8,11 @@ import (
 	"os"
 	"time"
 
+	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
+
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/shareholder"
-	"gopkg.in/yaml.v3"
 )
 
 // mcbn proxy check (and 'mcbn proxy client|server --check', the same
@@ -18,9 +20,7 @@ import (
 // read, and the consent dry run for shares sources. Logic lives in packages
 // proxy and shareholder.
 
-const proxyCheckUsage = `Usage: mcbn proxy check --config FILE [--mode client|server] [--timeout 30s]
-
-Checks a proxy config exactly as 'mcbn proxy client|server --config FILE'
+const proxyCheckLong = `Checks a proxy config exactly as 'mcbn proxy client|server --config FILE'
 loads it (same parser, same validation, same environment variables: a config
 the proxy would refuse fails here with the same message), reads every PSK
 file, PSKsecrets file and environment key it names, then runs the consent dry
@@ -35,54 +35,49 @@ The mode comes from the file's mode: key, or --mode when it has none.
 'mcbn proxy client --check' and 'mcbn proxy server --check' are the same check.
 
 FILE may also hold only a top-level shares: block (the options of a shares
-source); then only the dry run is done.
+source); then only the dry run is done.`
 
-Example:
-
-  $ mcbn proxy check --config client.yaml
+const proxyCheckExample = `  $ mcbn proxy check --config client.yaml
   config ok: client proxy, 1 route(s)
   routes[0] (web): 2/3 shares (threshold 2): alice ok, bob ok, carol refused: consent_revoked
   ok: every shares source would reach its threshold`
 
-func init() {
-	c := &command{name: "check", summary: "check a config and dry-run consent: would the shareholders release? (keeps no share)", usage: proxyCheckUsage}
-	c.run = func(args []string, stdout, stderr io.Writer) error { return runProxyCheck(c, args, stdout, stderr) }
-	register("proxy", c)
+func newProxyCheckCmd() *cobra.Command {
+	c := leaf("check --config FILE [--mode client|server] [--timeout 30s]",
+		"check a config and dry-run consent: would the shareholders release? (keeps no share)",
+		proxyCheckLong, proxyCheckExample, noArgs)
+	fs := c.Flags()
+	cfgPath := fs.String("config", "", "proxy config or shares `FILE` (YAML)")
+	mode := fs.String("mode", "", "client or server (`MODE`), for a config without a mode: key")
+	timeout := fs.Duration("timeout", 30*time.Second, "overall time limit (`DURATION`)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runProxyCheck(*cfgPath, *mode, *timeout, c.OutOrStdout())
+	}
+	return c
 }
 
-func runProxyCheck(c *command, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, "mcbn proxy check", stdout)
-	cfgPath := fs.String("config", "", "proxy config or shares `file` (YAML)")
-	mode := fs.String("mode", "", "client or server, for a config `without` a mode: key")
-	timeout := fs.Duration("timeout", 30*time.Second, "overall `duration` limit")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *cfgPath == "" {
+func runProxyCheck(cfgPath, mode string, timeout time.Duration, stdout io.Writer) error {
+	if cfgPath == "" {
 		return usagef("--config is required")
 	}
-	data, err := os.ReadFile(*cfgPath)
+	data, err := os.ReadFile(cfgPath)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	if sharesOnly(data) {
-		return checkSharesFile(*cfgPath, *timeout, stdout)
+		return checkSharesFile(cfgPath, timeout, stdout)
 	}
-	m := proxy.Mode(*mode)
+	m := proxy.Mode(mode)
 	if m == "" {
 		c, err := proxy.ParseConfig(data)
 		if err != nil {
-			return fmt.Errorf("%s: %w", *cfgPath, err)
+			return fmt.Errorf("%s: %w", cfgPath, err)
 		}
 		if m = c.Mode; m == "" {
-			return usagef("%s has no mode: key: add mode: client or mode: server, or give --mode", *cfgPath)
+			return usagef("%s has no mode: key: add mode: client or mode: server, or give --mode", cfgPath)
 		}
 	}
-	return checkProxyConfig(m, proxy.LoadOptions{Flags: map[string]string{"config": *cfgPath}}, *timeout, stdout)
+	return checkProxyConfig(m, proxy.LoadOptions{Flags: map[string]string{"config": cfgPath}}, timeout, stdout)
 }
 
 // sharesOnly reports whether data is the stand-alone form: a mapping with

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mcbn/mcbn/psk"
 )
 
@@ -17,72 +19,56 @@ import (
 // prints. Only combine and legacy-concat print secret material (a PSK), and
 // only on success.
 
-func init() {
-	register("", &command{
-		name:    "psk",
-		summary: "split, verify and combine threshold key material into a TLS PSK",
-		usage: `mcbn psk manages the key material of a group of participants whose consent
+func newPskCmd() *cobra.Command {
+	return group("psk", "split, verify and combine threshold key material into a TLS PSK",
+		`mcbn psk manages the key material of a group of participants whose consent
 opens the tunnel: a t-of-n Shamir sharing with Feldman commitments (split), or
 a contributory n-of-n group where each participant makes its own key
 (contribute). combine verifies shares or keys, reconstructs the group secret
-and prints the PSK (HKDF-SHA256) as hex for 'openssl -psk'.
-
-Example, a 2-of-3 group:
-
+and prints the PSK (HKDF-SHA256) as hex for 'openssl -psk'.`,
+		`  # a 2-of-3 group
   $ mcbn psk split --group demo --threshold 2 --participants alice,bob,carol --out keys
   $ mcbn psk combine --group keys/group.json keys/alice.share.json keys/carol.share.json`,
-	})
-	pskLeaf("split", "deal a T-of-N Shamir sharing: group.json and one 0600 share file each", pskSplitUsage, runSplit)
-	pskLeaf("verify", "check share or key files against a group descriptor (Feldman)", pskVerifyUsage, runVerify)
-	pskLeaf("combine", "verify, reconstruct and print the PSK as hex for openssl -psk", pskCombineUsage, runCombine)
-	pskLeaf("contribute", "generate this participant's key of a contributory n-of-n group", pskContributeUsage, runContribute)
-	pskLeaf("legacy-concat", "the original demo's derivation: sha256 over the hex keys", pskLegacyUsage, runLegacy)
-	pskLeaf("inspect", "print the public facts of a group, share or key file", pskInspectUsage, runInspect)
+		newPskSplitCmd(),
+		newPskVerifyCmd(),
+		newPskCombineCmd(),
+		newPskContributeCmd(),
+		newPskLegacyCmd(),
+		newPskInspectCmd(),
+		newDkgCmd(),
+	)
 }
 
-type pskRun func(c *command, path string, args []string, stdout io.Writer) error
-
-func pskLeaf(name, summary, usage string, run pskRun) {
-	c := &command{name: name, summary: summary, usage: usage}
-	c.run = func(args []string, stdout, stderr io.Writer) error {
-		return run(c, "mcbn psk "+name, args, stdout)
-	}
-	register("psk", c)
-}
-
-const pskSplitUsage = `Usage: mcbn psk split --group NAME --threshold T --participants A,B,C... [--out DIR]
-
-Deals a fresh random group secret as a T-of-N Shamir sharing over ristretto255
+const pskSplitLong = `Deals a fresh random group secret as a T-of-N Shamir sharing over ristretto255
 with Feldman commitments (2 <= T <= N <= 255). Writes the public descriptor
 DIR/group.json (0644) and one secret share per participant,
 DIR/<participant>.share.json (0600). Refuses to overwrite any of them; on
-failure nothing is left behind. Give each participant only its own share file.
+failure nothing is left behind. Give each participant only its own share file.`
 
-Example:
-
-  $ mcbn psk split --group demo --threshold 2 --participants alice,bob,carol --out keys`
-
-func runSplit(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
+func newPskSplitCmd() *cobra.Command {
+	c := leaf("split --group NAME --threshold T --participants A,B,C... [--out DIR]",
+		"deal a T-of-N Shamir sharing: group.json and one 0600 share file each", pskSplitLong,
+		"  $ mcbn psk split --group demo --threshold 2 --participants alice,bob,carol --out keys", noArgs)
+	fs := c.Flags()
 	name := fs.String("group", "", "group `NAME`")
 	threshold := fs.Int("threshold", 0, "shares needed to reconstruct (`T`)")
-	parts := fs.String("participants", "", "comma-separated participant names, in index order")
+	parts := fs.String("participants", "", "comma-separated participant names, in index order (`A,B,C...`)")
 	out := fs.String("out", ".", "output `DIR` (created if missing)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runSplit(*name, *threshold, *parts, *out, c.OutOrStdout())
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *name == "" || *threshold == 0 || *parts == "" {
+	return c
+}
+
+func runSplit(name string, threshold int, parts, out string, stdout io.Writer) error {
+	if name == "" || threshold == 0 || parts == "" {
 		return usagef("--group, --threshold and --participants are required")
 	}
-	names := strings.Split(*parts, ",")
+	names := strings.Split(parts, ",")
 	for i := range names {
 		names[i] = strings.TrimSpace(names[i])
 	}
-	g, shares, err := psk.Split(*name, *threshold, names, nil)
+	g, shares, err := psk.Split(name, threshold, names, nil)
 	if err != nil {
 		return err
 	}
@@ -91,17 +77,17 @@ func runSplit(c *command, path string, args []string, stdout io.Writer) error {
 			s.Wipe()
 		}
 	}()
-	groupPath := filepath.Join(*out, "group.json")
+	groupPath := filepath.Join(out, "group.json")
 	targets := []string{groupPath}
 	for _, s := range shares {
-		targets = append(targets, sharePath(*out, s.Participant))
+		targets = append(targets, sharePath(out, s.Participant))
 	}
 	for _, t := range targets {
 		if _, err := os.Lstat(t); err == nil {
 			return fmt.Errorf("%s: already exists, refusing to overwrite", t)
 		}
 	}
-	if err := os.MkdirAll(*out, 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
 	var written []string
@@ -115,7 +101,7 @@ func runSplit(c *command, path string, args []string, stdout io.Writer) error {
 	}
 	written = append(written, groupPath)
 	for _, s := range shares {
-		p := sharePath(*out, s.Participant)
+		p := sharePath(out, s.Participant)
 		if err := psk.WriteShare(p, s); err != nil {
 			cleanup()
 			return err
@@ -125,7 +111,7 @@ func runSplit(c *command, path string, args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "group %s: %d-of-%d %s, id %s\n", g.Name, g.Threshold, g.N(), g.Scheme, g.ID)
 	fmt.Fprintf(stdout, "wrote %s (public)\n", groupPath)
 	for _, s := range shares {
-		fmt.Fprintf(stdout, "wrote %s (secret, mode 0600: give it to %s only)\n", sharePath(*out, s.Participant), s.Participant)
+		fmt.Fprintf(stdout, "wrote %s (secret, mode 0600: give it to %s only)\n", sharePath(out, s.Participant), s.Participant)
 	}
 	return nil
 }
@@ -134,29 +120,27 @@ func sharePath(dir, participant string) string {
 	return filepath.Join(dir, participant+".share.json")
 }
 
-const pskVerifyUsage = `Usage: mcbn psk verify --group group.json FILE...
-
-Checks each share file against the group's Feldman commitments (or each
+const pskVerifyLong = `Checks each share file against the group's Feldman commitments (or each
 contributory key file against its commitment) without reconstructing
 anything. Prints one "ok" line per file when all pass; otherwise exits 1 with
-one line naming every bad file and participant. Prints no secret.
+one line naming every bad file and participant. Prints no secret.`
 
-Example:
-
-  $ mcbn psk verify --group keys/group.json keys/bob.share.json
-  keys/bob.share.json: ok, participant 2 bob`
-
-func runVerify(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	groupFile := fs.String("group", "", "group descriptor `FILE`")
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+func newPskVerifyCmd() *cobra.Command {
+	c := leaf("verify --group group.json FILE...", "check share or key files against a group descriptor (Feldman)", pskVerifyLong,
+		`  $ mcbn psk verify --group keys/group.json keys/bob.share.json
+  keys/bob.share.json: ok, participant 2 bob`, cobra.ArbitraryArgs)
+	groupFile := c.Flags().String("group", "", "group descriptor `FILE`")
+	c.RunE = func(c *cobra.Command, files []string) error {
+		return runVerify(*groupFile, files, c.OutOrStdout())
 	}
-	if *groupFile == "" || len(files) == 0 {
+	return c
+}
+
+func runVerify(groupFile string, files []string, stdout io.Writer) error {
+	if groupFile == "" || len(files) == 0 {
 		return usagef("--group and at least one share or key file are required")
 	}
-	g, err := psk.LoadGroup(*groupFile)
+	g, err := psk.LoadGroup(groupFile)
 	if err != nil {
 		return err
 	}
@@ -245,10 +229,7 @@ func loadMaterial(g *psk.Group, files []string) (*material, error) {
 	return m, nil
 }
 
-const pskCombineUsage = `Usage: mcbn psk combine --group group.json [--identity ID] [--epoch N] [--length L] FILE...
-       mcbn psk combine --group group.json --create KEY.json...
-
-Verifies the share files (Shamir group: at least T of them) or the key files
+const pskCombineLong = `Verifies the share files (Shamir group: at least T of them) or the key files
 (contributory group: all N), reconstructs the group secret, derives the PSK
 with HKDF-SHA256 bound to the group id, the PSK identity and the epoch, and
 prints it as lowercase hex on one line, ready for 'openssl -psk'. On any
@@ -257,35 +238,50 @@ file and participant. The identity defaults to OpenSSL's "Client_identity".
 
 --create is for contributory groups: it builds group.json from the N key
 files given (participants ordered by name), writes it (refusing to
-overwrite) and prints the PSK. Later runs check keys against it.
+overwrite) and prints the PSK. Later runs check keys against it.`
 
-Examples:
-
-  $ mcbn psk combine --group keys/group.json keys/alice.share.json keys/carol.share.json
+const pskCombineExample = `  $ mcbn psk combine --group keys/group.json keys/alice.share.json keys/carol.share.json
   $ openssl s_server -nocert -accept 8081 -tls1_3 \
       -psk "$(mcbn psk combine --group keys/group.json keys/alice.share.json keys/bob.share.json)"
   $ mcbn psk combine --group team.json --create alice.key.json bob.key.json carol.key.json`
 
-func runCombine(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	groupFile := fs.String("group", "", "group descriptor `FILE`")
-	identity := fs.String("identity", psk.DefaultIdentity, "PSK `ID` the key is derived for (as given to openssl -psk_identity)")
-	epoch := fs.Uint64("epoch", 0, "key rotation epoch `N`")
-	length := fs.Int("length", psk.DefaultPSKLength, "PSK length in bytes (16..64)")
-	create := fs.Bool("create", false, "contributory: build and write the group descriptor from the key files")
-	files, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+type combineFlags struct {
+	groupFile, identity string
+	epoch               uint64
+	length              int
+	create              bool
+}
+
+func newPskCombineCmd() *cobra.Command {
+	c := leaf(`combine --group group.json [--identity ID] [--epoch N] [--length L] FILE...
+  mcbn psk combine --group group.json --create KEY.json...`,
+		"verify, reconstruct and print the PSK as hex for openssl -psk", pskCombineLong, pskCombineExample, cobra.ArbitraryArgs)
+	var f combineFlags
+	fs := c.Flags()
+	fs.StringVar(&f.groupFile, "group", "", "group descriptor `FILE`")
+	fs.StringVar(&f.identity, "identity", psk.DefaultIdentity, "PSK `ID` the key is derived for (as given to openssl -psk_identity)")
+	fs.Uint64Var(&f.epoch, "epoch", 0, "key rotation epoch `N`")
+	fs.IntVar(&f.length, "length", psk.DefaultPSKLength, "PSK length in bytes, `L` from 16 to 64")
+	fs.BoolVar(&f.create, "create", false, "contributory: build and write the group descriptor from the key files")
+	c.RunE = func(c *cobra.Command, files []string) error {
+		return runCombine(f, files, c.OutOrStdout())
 	}
-	if *groupFile == "" || len(files) == 0 {
+	return c
+}
+
+func runCombine(f combineFlags, files []string, stdout io.Writer) error {
+	if f.groupFile == "" || len(files) == 0 {
 		return usagef("--group and at least one share or key file are required")
 	}
-	var g *psk.Group
-	if *create {
+	var (
+		g   *psk.Group
+		err error
+	)
+	if f.create {
 		if g, err = contributoryGroupFromKeys(files); err != nil {
 			return err
 		}
-	} else if g, err = psk.LoadGroup(*groupFile); err != nil {
+	} else if g, err = psk.LoadGroup(f.groupFile); err != nil {
 		return err
 	}
 	m, err := loadMaterial(g, files)
@@ -312,13 +308,13 @@ func runCombine(c *command, path string, args []string, stdout io.Writer) error 
 		return err
 	}
 	defer psk.Wipe(secret)
-	key, err := psk.DerivePSK(secret, g.ID, *identity, *epoch, *length)
+	key, err := psk.DerivePSK(secret, g.ID, f.identity, f.epoch, f.length)
 	if err != nil {
 		return err
 	}
 	defer psk.Wipe(key)
-	if *create {
-		if err := psk.WriteGroup(*groupFile, g); err != nil {
+	if f.create {
+		if err := psk.WriteGroup(f.groupFile, g); err != nil {
 			return err
 		}
 	}
@@ -352,41 +348,38 @@ func contributoryGroupFromKeys(files []string) (*psk.Group, error) {
 	return psk.NewContributoryGroup(name, members)
 }
 
-const pskContributeUsage = `Usage: mcbn psk contribute --group NAME --participant NAME [--out FILE]
-
-Generates this participant's random 32-byte key for a contributory n-of-n
+const pskContributeLong = `Generates this participant's random 32-byte key for a contributory n-of-n
 group and writes it to FILE (default <participant>.key.json, mode 0600,
 never overwritten). Prints the key's public commitment. All N participants'
-keys are needed to derive the PSK; see 'mcbn psk combine --create'.
+keys are needed to derive the PSK; see 'mcbn psk combine --create'.`
 
-Example:
-
-  $ mcbn psk contribute --group team --participant alice
-  wrote alice.key.json (group team, participant alice, commitment 3f1c...)`
-
-func runContribute(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
+func newPskContributeCmd() *cobra.Command {
+	c := leaf("contribute --group NAME --participant NAME [--out FILE]",
+		"generate this participant's key of a contributory n-of-n group", pskContributeLong,
+		`  $ mcbn psk contribute --group team --participant alice
+  wrote alice.key.json (group team, participant alice, commitment 3f1c...)`, noArgs)
+	fs := c.Flags()
 	name := fs.String("group", "", "group `NAME`")
 	participant := fs.String("participant", "", "this participant's `NAME`")
 	out := fs.String("out", "", "output `FILE` (default <participant>.key.json)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runContribute(*name, *participant, *out, c.OutOrStdout())
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *name == "" || *participant == "" {
+	return c
+}
+
+func runContribute(name, participant, out string, stdout io.Writer) error {
+	if name == "" || participant == "" {
 		return usagef("--group and --participant are required")
 	}
-	k, err := psk.NewContribKey(*name, *participant, nil)
+	k, err := psk.NewContribKey(name, participant, nil)
 	if err != nil {
 		return err
 	}
 	defer k.Wipe()
-	file := *out
+	file := out
 	if file == "" {
-		file = *participant + ".key.json"
+		file = participant + ".key.json"
 	}
 	if err := psk.WriteContribKey(file, k); err != nil {
 		return err
@@ -395,9 +388,7 @@ func runContribute(c *command, path string, args []string, stdout io.Writer) err
 	return nil
 }
 
-const pskLegacyUsage = `Usage: mcbn psk legacy-concat HEX HEX...
-
-Reproduces the original mcbn demo's key derivation exactly: the lowercase hex
+const pskLegacyLong = `Reproduces the original mcbn demo's key derivation exactly: the lowercase hex
 SHA-256 of the participants' hex keys concatenated as strings, in the order
 given and as typed. It is weak (no threshold, no domain separation); use it
 only to check a migration from the demo.
@@ -405,23 +396,25 @@ only to check a migration from the demo.
 The demo's OpenSSL walkthrough then fed the digest's ASCII text, not its bytes,
 to 'openssl -psk' (PSK_HEX=$(echo -n $PSK | xxd -p -c 64)). With --ascii this
 command prints that form: the hex encoding of the 64 ASCII characters, the key
-a peer of such a demo deployment really uses.
+a peer of such a demo deployment really uses.`
 
-Example:
-
-  $ mcbn psk legacy-concat \
+const pskLegacyExample = `  $ mcbn psk legacy-concat \
       2c6f63f8c0f53a565db041b91c0a95add8913fc102670589db3982228dbfed90 \
       b15244faf36e5e4b178d3891701d245f2e45e881d913b6c35c0ea0ac14224cc2 \
       3e2078d5cd04beabfa4a7a1486bc626d679184df2e0a2b9942d913d4b835516c
   6d1bbd1e6235c9d9ec8cdbdf9b32d4d08304a7f305f7c6c67775130d914f4dc4`
 
-func runLegacy(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	ascii := fs.Bool("ascii", false, "print hex of the digest's ASCII text (the demo's 'xxd -p' PSK) instead of the digest")
-	keys, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+func newPskLegacyCmd() *cobra.Command {
+	c := leaf("legacy-concat [--ascii] HEX HEX...", "the original demo's derivation: sha256 over the hex keys",
+		pskLegacyLong, pskLegacyExample, cobra.ArbitraryArgs)
+	ascii := c.Flags().Bool("ascii", false, "print hex of the digest's ASCII text (the demo's 'xxd -p' PSK) instead of the digest")
+	c.RunE = func(c *cobra.Command, keys []string) error {
+		return runLegacy(*ascii, keys, c.OutOrStdout())
 	}
+	return c
+}
+
+func runLegacy(ascii bool, keys []string, stdout io.Writer) error {
 	if len(keys) == 0 {
 		return usagef("give the participants' hex keys")
 	}
@@ -429,33 +422,25 @@ func runLegacy(c *command, path string, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *ascii {
+	if ascii {
 		out = hex.EncodeToString([]byte(out))
 	}
 	_, err = fmt.Fprintln(stdout, out)
 	return err
 }
 
-const pskInspectUsage = `Usage: mcbn psk inspect FILE
-
-Prints the public facts of a group descriptor, share file or contributory key
+const pskInspectLong = `Prints the public facts of a group descriptor, share file or contributory key
 file: group, scheme, threshold, participants, commitments. Never prints a
-share value or key. Secret files must be mode 0600.
+share value or key. Secret files must be mode 0600.`
 
-Example:
+func newPskInspectCmd() *cobra.Command {
+	c := leaf("inspect FILE", "print the public facts of a group, share or key file", pskInspectLong,
+		"  $ mcbn psk inspect keys/bob.share.json", exactArgs(1, "give exactly one file"))
+	c.RunE = func(c *cobra.Command, args []string) error { return runInspect(args[0], c.OutOrStdout()) }
+	return c
+}
 
-  $ mcbn psk inspect keys/bob.share.json`
-
-func runInspect(c *command, path string, args []string, stdout io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("give exactly one file")
-	}
-	file := pos[0]
+func runInspect(file string, stdout io.Writer) error {
 	t, err := psk.FileTypeOf(file)
 	if err != nil {
 		return err

@@ -175,11 +175,11 @@ func TestPSKBadInput(t *testing.T) {
 	pskBadCase(t, "legacy not hex", 1, []string{"psk", "legacy-concat", "abc", "zz"}, "key 1 is not hex")
 	// A flag the flag package rejects must not print the help on stdout,
 	// where $(mcbn psk combine …) would hand it to openssl as a key.
-	pskBadCase(t, "bad flag value", 2, []string{"psk", "combine", "--epoch", "-1", "--group", group, share(dir, "alice"), share(dir, "bob")}, `invalid value "-1" for flag -epoch`, "--help")
-	pskBadCase(t, "unknown flag", 2, []string{"psk", "combine", "--bogus", "--group", group}, "flag provided but not defined: -bogus")
+	pskBadCase(t, "bad flag value", 2, []string{"psk", "combine", "--epoch", "-1", "--group", group, share(dir, "alice"), share(dir, "bob")}, `invalid argument "-1" for "--epoch" flag`, "--help")
+	pskBadCase(t, "unknown flag", 2, []string{"psk", "combine", "--bogus", "--group", group}, "unknown flag: --bogus")
 	for _, n := range []string{"split", "verify", "combine", "contribute", "legacy-concat", "inspect"} {
 		code, out, _ := pskRunCLI("psk", n, "--help")
-		if code != 0 || !strings.Contains(out, "Usage: mcbn psk "+n) || !strings.Contains(out, "Example") {
+		if code != 0 || !strings.Contains(out, "Usage:\n  mcbn psk "+n) || !strings.Contains(out, "Example") {
 			t.Errorf("psk %s --help: exit %d %q", n, code, out)
 		}
 	}

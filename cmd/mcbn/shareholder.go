@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mcbn/mcbn/shareholder"
 )
 
@@ -21,48 +23,30 @@ import (
 // its tools. Logic lives in package shareholder; this file parses flags,
 // wires signals and prints.
 
-func init() {
-	register("", &command{
-		name:    "shareholder",
-		summary: "hold one share and release it only to attested proxies (the consent daemon)",
-		usage: `mcbn shareholder runs a participant's share-release daemon and its tools: the
+func newShareholderCmd() *cobra.Command {
+	consent := group("consent", "grant or revoke consent (edits the config; the daemon follows)",
+		"mcbn shareholder consent grant|revoke --config FILE sets the config's consent value.",
+		"  $ mcbn shareholder consent revoke --config alice.yaml",
+		newShareholderConsentCmd("grant"), newShareholderConsentCmd("revoke"))
+	audit := group("audit", "inspect the hash-chained audit log",
+		"mcbn shareholder audit verifies the daemon's hash-chained audit log.",
+		"  $ mcbn shareholder audit verify alice-audit.jsonl",
+		newShareholderAuditVerifyCmd())
+	policy := group("policy", "print ready-made CEL release policies",
+		"mcbn shareholder policy prints release policies to start from.",
+		"  $ mcbn shareholder policy confidential-space --image-digest sha256:... --project my-project",
+		newShareholderPolicyCmd())
+	return group("shareholder", "hold one share and release it only to attested proxies (the consent daemon)",
+		`mcbn shareholder runs a participant's share-release daemon and its tools: the
 consent switch, the audit log verifier and a ready-made release policy.
 
-Example:
-
-  $ mcbn shareholder serve --config alice.yaml
-  $ mcbn shareholder consent revoke --config alice.yaml
-
 See docs/share-release.md for the protocol, the configuration and the audit log.`,
-	})
-	shLeaf("", "serve", "run the share-release daemon", shServeUsage, runShareholderServe)
-	register("shareholder", &command{name: "consent", summary: "grant or revoke consent (edits the config; the daemon follows)",
-		usage: "mcbn shareholder consent grant|revoke --config FILE sets the config's consent value.\n\nExample:\n\n  $ mcbn shareholder consent revoke --config alice.yaml"})
-	for _, v := range []string{"grant", "revoke"} {
-		shLeaf("consent", v, v+" consent", fmt.Sprintf(shConsentUsage, v, map[string]string{"grant": "granted", "revoke": "revoked"}[v]), runShareholderConsent(v))
-	}
-	register("shareholder", &command{name: "audit", summary: "inspect the hash-chained audit log",
-		usage: "mcbn shareholder audit verifies the daemon's hash-chained audit log.\n\nExample:\n\n  $ mcbn shareholder audit verify alice-audit.jsonl"})
-	shLeaf("audit", "verify", "check an audit log's hash chain", shAuditUsage, runShareholderAuditVerify)
-	register("shareholder", &command{name: "policy", summary: "print ready-made CEL release policies",
-		usage: "mcbn shareholder policy prints release policies to start from.\n\nExample:\n\n  $ mcbn shareholder policy confidential-space --image-digest sha256:... --project my-project"})
-	shLeaf("policy", "confidential-space", "print a policy accepting only production Confidential Space images", shPolicyUsage, runShareholderPolicy)
-	shLeaf("", "pin", "print the SPKI pin of a PEM certificate", shPinUsage, runShareholderPin)
+		`  $ mcbn shareholder serve --config alice.yaml
+  $ mcbn shareholder consent revoke --config alice.yaml`,
+		newShareholderServeCmd(), consent, audit, policy, newShareholderPinCmd())
 }
 
-// shLeaf registers a leaf under "shareholder" (+ sub group).
-func shLeaf(group, name, summary, usage string, run func(c *command, path string, args []string, stdout, stderr io.Writer) error) {
-	path := strings.TrimSpace("shareholder " + group)
-	c := &command{name: name, summary: summary, usage: usage}
-	c.run = func(args []string, stdout, stderr io.Writer) error {
-		return run(c, "mcbn "+path+" "+name, args, stdout, stderr)
-	}
-	register(path, c)
-}
-
-const shServeUsage = `Usage: mcbn shareholder serve --config shareholder.yaml [--log-level info]
-
-Runs the share-release daemon: HTTPS (TLS 1.3 only) with POST /v1/release and
+const shServeLong = `Runs the share-release daemon: HTTPS (TLS 1.3 only) with POST /v1/release and
 GET /healthz; Prometheus metrics on a separate listener (metrics.listen,
 default 127.0.0.1:9464). A share is released only to a proxy whose
 attestation token verifies, is bound to the very TLS connection it arrives on,
@@ -78,34 +62,24 @@ Signals: SIGHUP reloads the config (policy, consent, verifier) and logs what
 changed; the config file is also polled every reload_interval, and the
 control socket (.FILE.ctl beside the config, or control_socket) lets
 'mcbn shareholder consent' reload it and confirm. SIGTERM or SIGINT stop the
-daemon.
+daemon.`
 
-Example:
-
-  $ mcbn shareholder serve --config alice.yaml
+const shServeExample = `  $ mcbn shareholder serve --config alice.yaml
   pin: sha256:3b0c...e41f
   listening: https://127.0.0.1:8441`
 
-const shConsentUsage = `Usage: mcbn shareholder consent %[1]s --config shareholder.yaml [--wait 10s] [--control-socket PATH]
-
-Sets consent to %[2]s in the config file, editing only its consent line
+const shConsentLong = `Sets consent to %[2]s in the config file, editing only its consent line
 (comments and layout are kept; the file is replaced atomically; a revoke
 works even when the rest of the file does not load). Then it asks the daemon
 serving that file, over its control socket, to reload and confirm, and waits
 up to --wait for the answer. A confirmed revoke means no share is released
 after the command returns. Without a confirmation (no daemon answered, or it
 still releases) the command says so and exits 1; a daemon that did not answer
-still follows the file within its reload_interval.
+still follows the file within its reload_interval.`
 
-Example:
+// shAuditLong and newShareholderAuditVerifyCmd: shareholder_audit.go.
 
-  $ mcbn shareholder consent %[1]s --config alice.yaml`
-
-// shAuditUsage and runShareholderAuditVerify: shareholder_audit.go.
-
-const shPolicyUsage = `Usage: mcbn shareholder policy confidential-space --image-digest sha256:... --project P [flags]
-
-Prints a CEL release policy accepting only production Confidential Space
+const shPolicyLong = `Prints a CEL release policy accepting only production Confidential Space
 tokens of the approved image, with nothing the operator chose at launch:
 swname CONFIDENTIAL_SPACE, dbgstat disabled-since-boot, STABLE in
 support_attributes, a TEE hwmodel (GCP_AMD_SEV, GCP_AMD_SEV_ES, GCP_INTEL_TDX;
@@ -126,21 +100,10 @@ exact argv (submods.container.args) as well. --allow-cmd-override JSON allows
 exactly one tee-cmd instead of none.
 
 --dev prints the local-demo variant that accepts the dev attester's tokens
-instead (swname MCBN_DEV_ATTESTER); never use it in production.
+instead (swname MCBN_DEV_ATTESTER); never use it in production.`
 
-Example:
-
-  $ mcbn shareholder policy confidential-space --image-digest sha256:a76f...cfd1f --project prod-project > policy.cel`
-
-const shPinUsage = `Usage: mcbn shareholder pin CERT.pem
-
-Prints the SPKI pin (sha256:<hex>) of a PEM certificate, for a proxy's
-shareholders[].pin when the daemon uses a certificate of its own.
-
-Example:
-
-  $ mcbn shareholder pin /etc/mcbn/alice-cert.pem
-  sha256:…`
+const shPinLong = `Prints the SPKI pin (sha256:<hex>) of a PEM certificate, for a proxy's
+shareholders[].pin when the daemon uses a certificate of its own.`
 
 // shSignals is replaced by tests.
 var shSignals = func() (<-chan os.Signal, func()) {
@@ -152,38 +115,39 @@ var shSignals = func() (<-chan os.Signal, func()) {
 // shStarted, when set by a test, receives the running daemon.
 var shStarted func(*shareholder.Server)
 
-func runShareholderServe(c *command, path string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	cfgPath := fs.String("config", "", "shareholder config `file` (YAML)")
-	level := fs.String("log-level", "info", "log `level`: debug, info, warn, error")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+func newShareholderServeCmd() *cobra.Command {
+	c := leaf("serve --config shareholder.yaml [--log-level info]", "run the share-release daemon", shServeLong, shServeExample, noArgs)
+	fs := c.Flags()
+	cfgPath := fs.String("config", "", "shareholder config `FILE` (YAML)")
+	level := fs.String("log-level", "info", "log `LEVEL`: debug, info, warn, error")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runShareholderServe(*cfgPath, *level, c.OutOrStdout(), c.ErrOrStderr())
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *cfgPath == "" {
+	return c
+}
+
+func runShareholderServe(cfgPath, level string, stdout, stderr io.Writer) error {
+	if cfgPath == "" {
 		return usagef("--config is required")
 	}
 	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(*level)); err != nil {
-		return usagef("--log-level %q: want debug, info, warn or error", *level)
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return usagef("--log-level %q: want debug, info, warn or error", level)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
-	cfg, err := shareholder.LoadConfig(*cfgPath)
+	cfg, err := shareholder.LoadConfig(cfgPath)
 	if err != nil {
 		return err
 	}
-	srv, err := shareholder.NewServer(context.Background(), cfg, shareholder.ServerOptions{ConfigPath: *cfgPath, Logger: log})
+	srv, err := shareholder.NewServer(context.Background(), cfg, shareholder.ServerOptions{ConfigPath: cfgPath, Logger: log})
 	if err != nil {
-		return fmt.Errorf("config %s: %w", *cfgPath, err)
+		return fmt.Errorf("config %s: %w", cfgPath, err)
 	}
 	sig, stop := shSignals()
 	defer stop()
 	if err := srv.Start(); err != nil {
 		srv.Close()
-		return fmt.Errorf("config %s: %w", *cfgPath, err)
+		return fmt.Errorf("config %s: %w", cfgPath, err)
 	}
 	defer srv.Close()
 	fmt.Fprintf(stdout, "pin: %s\nlistening: https://%s\n", srv.Pin(), srv.Addr())
@@ -202,23 +166,19 @@ func runShareholderServe(c *command, path string, args []string, stdout, stderr 
 	return nil
 }
 
-func runShareholderConsent(value string) func(c *command, path string, args []string, stdout, stderr io.Writer) error {
+func newShareholderConsentCmd(value string) *cobra.Command {
 	want := shareholder.ConsentGranted
 	if value == "revoke" {
 		want = shareholder.ConsentRevoked
 	}
-	return func(c *command, path string, args []string, stdout, stderr io.Writer) error {
-		fs := newFlags(c, path, stdout)
-		cfgPath := fs.String("config", "", "shareholder config `file` (YAML)")
-		wait := fs.Duration("wait", 10*time.Second, "how long to wait for the daemon's confirmation (`duration`; 0: do not ask it)")
-		socket := fs.String("control-socket", "", "the daemon's control socket `path` (default: the config's control_socket, else beside the config file)")
-		pos, err := parseFlags(fs, args)
-		if err != nil {
-			return err
-		}
-		if len(pos) > 0 {
-			return usagef("unexpected argument %q", pos[0])
-		}
+	c := leaf(value+" --config shareholder.yaml [--wait 10s] [--control-socket PATH]", value+" consent",
+		fmt.Sprintf(shConsentLong, value, want), fmt.Sprintf("  $ mcbn shareholder consent %s --config alice.yaml", value), noArgs)
+	fs := c.Flags()
+	cfgPath := fs.String("config", "", "shareholder config `FILE` (YAML)")
+	wait := fs.Duration("wait", 10*time.Second, "how long to wait for the daemon's confirmation (`DURATION`; 0: do not ask it)")
+	socket := fs.String("control-socket", "", "the daemon's control socket `PATH` (default: the config's control_socket, else beside the config file)")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		stdout := c.OutOrStdout()
 		if *cfgPath == "" {
 			return usagef("--config is required")
 		}
@@ -240,6 +200,7 @@ func runShareholderConsent(value string) func(c *command, path string, args []st
 		}
 		return confirmConsent(*cfgPath, *socket, want, *wait, stdout)
 	}
+	return c
 }
 
 // confirmConsent asks the daemon serving cfgPath to reload and checks that
@@ -278,39 +239,37 @@ func confirmConsent(cfgPath, sock, want string, wait time.Duration, stdout io.Wr
 	return nil
 }
 
-// shList is a repeatable string flag.
-type shList []string
-
-func (l *shList) String() string     { return strings.Join(*l, ",") }
-func (l *shList) Set(v string) error { *l = append(*l, v); return nil }
-
-func runShareholderPolicy(c *command, path string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	var digests, projects, sas shList
-	fs.Var(&digests, "image-digest", "allowed image `digest` sha256:<64 hex> (repeatable)")
-	fs.Var(&projects, "project", "allowed GCP `project` id (repeatable; required unless --any-project)")
+func newShareholderPolicyCmd() *cobra.Command {
+	c := leaf("confidential-space --image-digest sha256:... --project P [flags]",
+		"print a policy accepting only production Confidential Space images", shPolicyLong,
+		"  $ mcbn shareholder policy confidential-space --image-digest sha256:a76f...cfd1f --project prod-project > policy.cel", noArgs)
+	fs := c.Flags()
+	// StringArray, not StringSlice: each flag is one value, commas and all.
+	digests := fs.StringArray("image-digest", nil, "allowed image `DIGEST` sha256:<64 hex> (repeatable)")
+	projects := fs.StringArray("project", nil, "allowed GCP `PROJECT` id (repeatable; required unless --any-project)")
 	anyProject := fs.Bool("any-project", false, "release to the image in any GCP project (weaker; prints a warning)")
-	fs.Var(&sas, "service-account", "allowed service `account` email (repeatable)")
-	argv := fs.String("args", "", "pin the container's exact argv, a JSON `list` of strings")
-	override := fs.String("allow-cmd-override", "", "allow exactly this tee-cmd, a JSON `list` of strings (default: no override)")
+	sas := fs.StringArray("service-account", nil, "allowed service `ACCOUNT` email (repeatable)")
+	argv := fs.String("args", "", "pin the container's exact argv, a JSON `LIST` of strings")
+	override := fs.String("allow-cmd-override", "", "allow exactly this tee-cmd, a JSON `LIST` of strings (default: no override)")
 	dev := fs.Bool("dev", false, "accept the local dev attester's tokens instead (demo only)")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		o := shareholder.CSPolicyOptions{
+			ImageDigests: *digests, Projects: *projects, AnyProject: *anyProject, ServiceAccounts: *sas, Dev: *dev,
+		}
+		return runShareholderPolicy(o, *argv, *override, c.OutOrStdout(), c.ErrOrStderr())
 	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if len(digests) == 0 {
+	return c
+}
+
+func runShareholderPolicy(o shareholder.CSPolicyOptions, argv, override string, stdout, stderr io.Writer) error {
+	if len(o.ImageDigests) == 0 {
 		return usagef("--image-digest is required")
 	}
-	o := shareholder.CSPolicyOptions{
-		ImageDigests: digests, Projects: projects, AnyProject: *anyProject, ServiceAccounts: sas, Dev: *dev,
-	}
-	if o.Args, err = jsonStringList("--args", *argv); err != nil {
+	var err error
+	if o.Args, err = jsonStringList("--args", argv); err != nil {
 		return usagef("%v", err)
 	}
-	if o.AllowCmdOverride, err = jsonStringList("--allow-cmd-override", *override); err != nil {
+	if o.AllowCmdOverride, err = jsonStringList("--allow-cmd-override", override); err != nil {
 		return usagef("%v", err)
 	}
 	text, err := shareholder.ConfidentialSpacePolicy(o)
@@ -339,15 +298,14 @@ func jsonStringList(flag, v string) ([]string, error) {
 	return out, nil
 }
 
-func runShareholderPin(c *command, path string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want exactly one certificate FILE")
-	}
+func newShareholderPinCmd() *cobra.Command {
+	c := leaf("pin CERT.pem", "print the SPKI pin of a PEM certificate", shPinLong,
+		"  $ mcbn shareholder pin /etc/mcbn/alice-cert.pem\n  sha256:…", exactArgs(1, "want exactly one certificate FILE"))
+	c.RunE = func(c *cobra.Command, pos []string) error { return runShareholderPin(pos, c.OutOrStdout()) }
+	return c
+}
+
+func runShareholderPin(pos []string, stdout io.Writer) error {
 	data, err := os.ReadFile(pos[0])
 	if err != nil {
 		return err

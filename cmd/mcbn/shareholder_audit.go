@@ -6,12 +6,12 @@ import (
 	"io"
 	"os"
 
+	"github.com/spf13/cobra"
+
 	"github.com/mcbn/mcbn/shareholder"
 )
 
-const shAuditUsage = `Usage: mcbn shareholder audit verify [--head HASH] [--single] FILE
-
-Checks every line of an audit log and the hash chain between them. An edited,
+const shAuditLong = `Checks every line of an audit log and the hash chain between them. An edited,
 deleted, inserted or reordered line is reported with its file and line number
 (exit 1). On success it prints the record count and the head hash.
 
@@ -28,48 +28,47 @@ one an earlier verify printed, kept somewhere the log's writer cannot reach)
 and fails unless some record of the log has it.
 
 A last line without its newline is a write cut short by a crash; it is
-reported here, and the daemon cuts it off (with a warning) at its next start.
+reported here, and the daemon cuts it off (with a warning) at its next start.`
 
-Example:
-
-  $ mcbn shareholder audit verify alice-audit.jsonl
+const shAuditExample = `  $ mcbn shareholder audit verify alice-audit.jsonl
   ok: 42 lines (40 releases, 2 refusals), head 9f86d081...
   $ mcbn shareholder audit verify --head 9f86d081... alice-audit.jsonl
   $ mcbn shareholder audit verify --single alice-audit.jsonl.3`
 
-func runShareholderAuditVerify(c *command, path string, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, path, stdout)
-	head := fs.String("head", "", "a head `HASH` recorded earlier that the log must still contain")
-	single := fs.Bool("single", false, "check FILE alone, not the rotated files FILE.N before it")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
+func newShareholderAuditVerifyCmd() *cobra.Command {
+	c := leaf("verify [--head HASH] [--single] FILE", "check an audit log's hash chain", shAuditLong, shAuditExample,
+		exactArgs(1, "want exactly one audit log FILE"))
+	head := c.Flags().String("head", "", "a head `HASH` recorded earlier that the log must still contain")
+	single := c.Flags().Bool("single", false, "check FILE alone, not the rotated files FILE.N before it")
+	c.RunE = func(c *cobra.Command, pos []string) error {
+		return runShareholderAuditVerify(pos[0], *head, *single, c.OutOrStdout())
 	}
-	if len(pos) != 1 {
-		return usagef("want exactly one audit log FILE")
-	}
+	return c
+}
+
+func runShareholderAuditVerify(file, head string, single bool, stdout io.Writer) error {
 	var sum shareholder.AuditSummary
-	if *single {
-		f, err := os.Open(pos[0])
+	if single {
+		f, err := os.Open(file)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		sum, err = shareholder.VerifyAuditFile(f, *head)
+		sum, err = shareholder.VerifyAuditFile(f, head)
 		if err != nil {
-			return auditVerifyError(pos[0], err)
+			return auditVerifyError(file, err)
 		}
 	} else {
-		files, err := shareholder.AuditSeries(pos[0])
+		files, err := shareholder.AuditSeries(file)
 		if err != nil {
 			return err
 		}
-		if sum, err = shareholder.VerifyAuditFiles(files, *head); err != nil {
-			return auditVerifyError(pos[0], err)
+		if sum, err = shareholder.VerifyAuditFiles(files, head); err != nil {
+			return auditVerifyError(file, err)
 		}
 	}
-	if *head != "" && sum.SeenAt < 0 {
-		return fmt.Errorf("%s: no line has head %s: lines were cut from the end or the log was replaced (the chain of its %d lines is intact)", pos[0], *head, sum.Lines)
+	if head != "" && sum.SeenAt < 0 {
+		return fmt.Errorf("%s: no line has head %s: lines were cut from the end or the log was replaced (the chain of its %d lines is intact)", file, head, sum.Lines)
 	}
 	if len(sum.Files) > 1 {
 		for _, f := range sum.Files {
@@ -88,7 +87,7 @@ func runShareholderAuditVerify(c *command, path string, args []string, stdout, s
 		more = fmt.Sprintf(", %d more refusals in summaries", sum.Summarized)
 	}
 	fmt.Fprintf(stdout, "ok: %d lines (%d releases, %d refusals%s), head %s\n", sum.Lines, sum.Releases, sum.Refusals, more, sum.Head)
-	if *head != "" {
+	if head != "" {
 		fmt.Fprintf(stdout, "the given head is seq %d; %d records were added since\n", sum.SeenAt, sum.LastSeq-uint64(sum.SeenAt))
 	}
 	return nil

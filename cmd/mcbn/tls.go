@@ -14,6 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/tlspsk"
 )
@@ -24,24 +27,16 @@ var tlsStdin io.Reader = os.Stdin
 // tlsServeHook, if set, receives the server's listener (for tests).
 var tlsServeHook func(net.Listener)
 
-func init() {
-	register("", &command{
-		name:    "tls",
-		summary: "TLS-PSK client and server for testing by hand (like openssl s_client/s_server)",
-		usage: `mcbn tls runs the tlspsk package by hand: a client that connects stdin and
-stdout to a TLS-PSK server, and a server that echoes or relays one connection.
-
-Example:
-
-  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
+func newTLSCmd() *cobra.Command {
+	return group("tls", "TLS-PSK client and server for testing by hand (like openssl s_client/s_server)",
+		`mcbn tls runs the tlspsk package by hand: a client that connects stdin and
+stdout to a TLS-PSK server, and a server that echoes or relays one connection.`,
+		`  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
   $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8443`,
-	})
-	client := &command{
-		name:    "client",
-		summary: "connect to a TLS-PSK server; stdin to the peer, the peer to stdout",
-		usage: `Usage: mcbn tls client --psk HEX [--psk-identity ID] [--tls1_3|--tls1_2] [--cipher NAME] HOST:PORT
+		newTLSClientCmd(), newTLSServerCmd())
+}
 
-Connects to HOST:PORT with TLS-PSK (TLS 1.3 external PSK, or TLS 1.2 PSK if
+const tlsClientLong = `Connects to HOST:PORT with TLS-PSK (TLS 1.3 external PSK, or TLS 1.2 PSK if
 the server only speaks that; --tls1_3 / --tls1_2 restrict the version like
 OpenSSL's options). --cipher takes OpenSSL or IANA suite names of either
 version; naming a TLS 1.2 plain PSK suite (e.g. PSK-AES128-GCM-SHA256, no
@@ -49,23 +44,15 @@ forward secrecy) offers it, which the client otherwise does only with
 --allow-psk-only. Copies stdin to
 the peer and the peer to stdout, and prints a status line (version, suite,
 identity, group) on stderr. At the end of stdin it half-closes (close_notify)
-and keeps reading until the peer closes. The key is never printed.
+and keeps reading until the peer closes. The key is never printed.`
 
-Example, against OpenSSL:
+const tlsClientExample = `  # against OpenSSL
   $ openssl s_server -nocert -psk 1a2b3c4d -tls1_3 -accept 8081 &
   $ echo hello | mcbn tls client --psk 1a2b3c4d 127.0.0.1:8081
   $ openssl s_server -nocert -psk 1a2b3c4d -tls1_2 -accept 8082 &
-  $ echo hello | mcbn tls client --psk 1a2b3c4d --tls1_2 --cipher PSK-AES128-GCM-SHA256 127.0.0.1:8082`,
-	}
-	client.run = func(args []string, stdout, stderr io.Writer) error { return runTLSClient(client, args, stdout, stderr) }
-	register("tls", client)
-	server := &command{
-		name:    "server",
-		summary: "accept TLS-PSK connections; echo them or relay one to stdin/stdout",
-		usage: `Usage: mcbn tls server (--psk HEX [--psk-identity ID] | --psk-file FILE) --listen ADDR [--echo]
-       [--tls1_3|--tls1_2] [--cipher NAMES] [--psk-hint HINT] [--require-fs]
+  $ echo hello | mcbn tls client --psk 1a2b3c4d --tls1_2 --cipher PSK-AES128-GCM-SHA256 127.0.0.1:8082`
 
-Listens on ADDR (printed on stderr) for TLS-PSK clients: TLS 1.3 external PSK
+const tlsServerLong = `Listens on ADDR (printed on stderr) for TLS-PSK clients: TLS 1.3 external PSK
 and TLS 1.2 PSK (ECDHE-PSK preferred; plain PSK suites such as
 PSK-AES128-GCM-SHA256 are accepted from clients that offer nothing better,
 unless --require-fs). With
@@ -75,15 +62,38 @@ peer half-closes, the rest of stdin is still sent.
 
 --psk-file holds lines "identity:hexkey" (the stunnel PSKsecrets and GnuTLS
 psk passwd format; '#' starts a comment) or a single hex key for
---psk-identity. Keys are never printed.
+--psk-identity. Keys are never printed.`
 
-Example:
-  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
+const tlsServerExample = `  $ mcbn tls server --psk 1a2b3c4d --listen 127.0.0.1:8443 --echo &
   $ openssl s_client -tls1_3 -psk 1a2b3c4d -connect 127.0.0.1:8443
-  $ openssl s_client -tls1_2 -cipher PSK-AES128-GCM-SHA256 -psk 1a2b3c4d -connect 127.0.0.1:8443`,
+  $ openssl s_client -tls1_2 -cipher PSK-AES128-GCM-SHA256 -psk 1a2b3c4d -connect 127.0.0.1:8443`
+
+func newTLSClientCmd() *cobra.Command {
+	c := leaf("client --psk HEX [--psk-identity ID] [--tls1_3|--tls1_2] [--cipher NAME] HOST:PORT",
+		"connect to a TLS-PSK server; stdin to the peer, the peer to stdout", tlsClientLong, tlsClientExample,
+		exactArgs(1, "want exactly one HOST:PORT"))
+	var f tlsFlags
+	f.register(c.Flags())
+	timeout := c.Flags().Duration("timeout", 30*time.Second, "handshake timeout (`DURATION`)")
+	c.RunE = func(c *cobra.Command, pos []string) error {
+		return runTLSClient(&f, *timeout, pos[0], c.OutOrStdout(), c.ErrOrStderr())
 	}
-	server.run = func(args []string, stdout, stderr io.Writer) error { return runTLSServer(server, args, stdout, stderr) }
-	register("tls", server)
+	return c
+}
+
+func newTLSServerCmd() *cobra.Command {
+	c := leaf(`server (--psk HEX [--psk-identity ID] | --psk-file FILE) --listen ADDR [--echo]
+         [--tls1_3|--tls1_2] [--cipher NAMES] [--psk-hint HINT] [--require-fs]`,
+		"accept TLS-PSK connections; echo them or relay one to stdin/stdout", tlsServerLong, tlsServerExample, noArgs)
+	var f tlsFlags
+	f.register(c.Flags())
+	listen := c.Flags().String("listen", "", "`ADDR` to listen on, e.g. 127.0.0.1:8443")
+	pskFile := c.Flags().String("psk-file", "", "`FILE` of identity:hexkey lines")
+	echo := c.Flags().Bool("echo", false, "echo every connection instead of relaying one to stdin/stdout")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return runTLSServer(&f, *listen, *pskFile, *echo, c.OutOrStdout(), c.ErrOrStderr())
+	}
+	return c
 }
 
 // tlsFlags are the options both commands share.
@@ -92,21 +102,18 @@ type tlsFlags struct {
 	tls13, tls12, pskOnly, requireFS                     bool
 }
 
-func (f *tlsFlags) register(fs interface {
-	StringVar(*string, string, string, string)
-	BoolVar(*bool, string, bool, string)
-}) {
-	fs.StringVar(&f.psk, "psk", "", "the pre-shared key in hex")
-	fs.StringVar(&f.identity, "psk-identity", tlspsk.DefaultIdentity, "the PSK identity")
-	fs.StringVar(&f.cipher, "cipher", "", "cipher suites, OpenSSL or IANA names separated by ':' or ','")
-	fs.StringVar(&f.groups, "groups", "", "key exchange groups separated by ':' (X25519MLKEM768, X25519, P-256)")
-	fs.StringVar(&f.pskHash, "psk-hash", "", "hash the PSK is tied to: sha256 (default) or sha384 (default when --cipher names only SHA-384 suites)")
-	fs.StringVar(&f.keylog, "keylog", "", "append NSS key log lines to this file (debugging only: it exposes the traffic)")
+func (f *tlsFlags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.psk, "psk", "", "the pre-shared key in `HEX`")
+	fs.StringVar(&f.identity, "psk-identity", tlspsk.DefaultIdentity, "the PSK identity (`ID`)")
+	fs.StringVar(&f.cipher, "cipher", "", "cipher suites (`NAMES`), OpenSSL or IANA names separated by ':' or ','")
+	fs.StringVar(&f.groups, "groups", "", "key exchange `GROUPS` separated by ':' (X25519MLKEM768, X25519, P-256)")
+	fs.StringVar(&f.pskHash, "psk-hash", "", "`HASH` the PSK is tied to: sha256 (default) or sha384 (default when --cipher names only SHA-384 suites)")
+	fs.StringVar(&f.keylog, "keylog", "", "append NSS key log lines to this `FILE` (debugging only: it exposes the traffic)")
 	fs.BoolVar(&f.tls13, "tls1_3", false, "TLS 1.3 only")
 	fs.BoolVar(&f.tls12, "tls1_2", false, "TLS 1.2 only")
 	fs.BoolVar(&f.pskOnly, "allow-psk-only", false, "permit psk_ke and offer TLS 1.2 plain PSK suites: no forward secrecy")
 	fs.BoolVar(&f.requireFS, "require-fs", false, "refuse TLS 1.2 plain PSK suites (no forward secrecy)")
-	fs.StringVar(&f.hint, "psk-hint", "", "TLS 1.2 PSK identity hint (server)")
+	fs.StringVar(&f.hint, "psk-hint", "", "TLS 1.2 PSK identity `HINT` (server)")
 }
 
 // config builds a tlspsk.Config; it returns usage errors for bad flags.
@@ -181,18 +188,7 @@ func tlsParseHexKey(s, what string) ([]byte, error) {
 	return k, nil
 }
 
-func runTLSClient(c *command, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, "mcbn tls client", stdout)
-	var f tlsFlags
-	f.register(fs)
-	timeout := fs.Duration("timeout", 30*time.Second, "handshake timeout")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 1 {
-		return usagef("want exactly one HOST:PORT")
-	}
+func runTLSClient(f *tlsFlags, timeout time.Duration, addr string, stdout, stderr io.Writer) error {
 	if f.psk == "" {
 		return usagef("--psk is required")
 	}
@@ -206,20 +202,20 @@ func runTLSClient(c *command, args []string, stdout, stderr io.Writer) error {
 	if cfg.Key, err = tlsParseHexKey(f.psk, "--psk"); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	conn, err := tlspsk.DialContext(ctx, "tcp", pos[0], cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	conn, err := tlspsk.DialContext(ctx, "tcp", addr, cfg)
 	cancel()
 	if err != nil {
-		return fmt.Errorf("handshake with %s failed (%s): %w", pos[0], tlspsk.FailureReason(err), err)
+		return fmt.Errorf("handshake with %s failed (%s): %w", addr, tlspsk.FailureReason(err), err)
 	}
 	defer conn.Close()
-	fmt.Fprintf(stderr, "mcbn tls client: connected to %s: %s\n", pos[0], tlsDescribe(conn.ConnectionState()))
+	fmt.Fprintf(stderr, "mcbn tls client: connected to %s: %s\n", addr, tlsDescribe(conn.ConnectionState()))
 	go func() {
 		io.Copy(conn, tlsStdin)
 		conn.CloseWrite()
 	}()
 	if _, err := io.Copy(stdout, conn); err != nil {
-		return fmt.Errorf("connection to %s (%s): %w", pos[0], tlspsk.FailureReason(err), err)
+		return fmt.Errorf("connection to %s (%s): %w", addr, tlspsk.FailureReason(err), err)
 	}
 	return nil
 }
@@ -287,24 +283,11 @@ func tlsLoadPSKFile(path, identity string) (map[string][]byte, error) {
 	return keys, nil
 }
 
-func runTLSServer(c *command, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(c, "mcbn tls server", stdout)
-	var f tlsFlags
-	f.register(fs)
-	listen := fs.String("listen", "", "address to listen on, e.g. 127.0.0.1:8443")
-	pskFile := fs.String("psk-file", "", "file of identity:hexkey lines")
-	echo := fs.Bool("echo", false, "echo every connection instead of relaying one to stdin/stdout")
-	pos, err := parseFlags(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
-	}
-	if *listen == "" {
+func runTLSServer(f *tlsFlags, listen, pskFile string, echo bool, stdout, stderr io.Writer) error {
+	if listen == "" {
 		return usagef("--listen is required")
 	}
-	if (f.psk == "") == (*pskFile == "") {
+	if (f.psk == "") == (pskFile == "") {
 		return usagef("give exactly one of --psk and --psk-file")
 	}
 	cfg, closer, err := f.config()
@@ -321,11 +304,11 @@ func runTLSServer(c *command, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		keys = map[string][]byte{f.identity: k}
-	} else if keys, err = tlsLoadPSKFile(*pskFile, f.identity); err != nil {
+	} else if keys, err = tlsLoadPSKFile(pskFile, f.identity); err != nil {
 		return err
 	}
 	cfg.GetKey = func(id string) ([]byte, error) { return keys[id], nil }
-	l, err := tlspsk.Listen("tcp", *listen, cfg)
+	l, err := tlspsk.Listen("tcp", listen, cfg)
 	if err != nil {
 		return err
 	}
@@ -354,7 +337,7 @@ func runTLSServer(c *command, args []string, stdout, stderr io.Writer) error {
 			continue
 		}
 		fmt.Fprintf(stderr, "mcbn tls server: accepted %s: %s\n", conn.RemoteAddr(), tlsDescribe(conn.ConnectionState()))
-		if *echo {
+		if echo {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()

@@ -7,7 +7,7 @@ import (
 	"os"
 	"reflect"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // buildSource makes the route's source and settles its identity: the

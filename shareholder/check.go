@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/mcbn/mcbn/attest"
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Check is the dry run behind `mcbn proxy check`: it asks every

@@ -16,7 +16,7 @@ import (
 
 	"github.com/mcbn/mcbn/attest"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 )
 
 // Consent values.

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/mcbn/mcbn/proxy"
 	// The shares PSK source registers itself with proxy; the baked

@@ -40,8 +40,11 @@ routes:
 		defer c.Close()
 	}
 	srv := server.routes[0].(*tcpRoute)
+	// At least silent-16 evicted: the client proxy's reachability probe
+	// (a TCP connect) is a pending connection too, and under load the test
+	// runs long enough for one or two probes to land among the silent ones.
 	waitFor(t, 10*time.Second, "the silent connections to be accepted (pending 16, the rest dropped)", func() bool {
-		return srv.pending.len() == 16 && metricValue(server.met.handshakeFailures.WithLabelValues("web", "evicted")) == silent-16
+		return srv.pending.len() == 16 && metricValue(server.met.handshakeFailures.WithLabelValues("web", "evicted")) >= silent-16
 	})
 	got, err := roundTrip(t, client.url("web"), []byte("real client"))
 	if err != nil || string(got) != "real client" {

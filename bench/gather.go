@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/mcbn/mcbn/attest"
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/psk"
 	"github.com/mcbn/mcbn/shareholder"
 )
@@ -34,7 +35,7 @@ const (
 // gatherGroup is one T-of-N group with its running shareholders.
 type gatherGroup struct {
 	n       int
-	cfg     shareholder.SharesSourceConfig
+	cfg     gather.SharesSourceConfig
 	servers []*shareholder.Server
 }
 
@@ -114,7 +115,7 @@ func runGather(o options, res *Results) error {
 // gatherOnce creates a shares source and returns the time to its first key.
 func gatherOnce(g *gatherGroup, log *slog.Logger) (time.Duration, error) {
 	start := time.Now()
-	src, err := shareholder.NewSharesSource(g.cfg, nil, log)
+	src, err := gather.NewSharesSource(g.cfg, nil, log)
 	if err != nil {
 		return 0, err
 	}
@@ -149,7 +150,7 @@ func startGroup(dir string, n int, att *attest.DevAttester, policy string, log *
 		return nil, err
 	}
 	g := &gatherGroup{n: n}
-	var entries []shareholder.ShareholderConfig
+	var entries []gather.ShareholderConfig
 	for _, s := range shares {
 		name := s.Participant
 		if err := psk.WriteShare(filepath.Join(dir, name+".share.json"), s); err != nil {
@@ -176,13 +177,13 @@ func startGroup(dir string, n int, att *attest.DevAttester, policy string, log *
 			return nil, err
 		}
 		g.servers = append(g.servers, srv)
-		entries = append(entries, shareholder.ShareholderConfig{
+		entries = append(entries, gather.ShareholderConfig{
 			Name: name, URL: "https://" + srv.Addr().String(), Pin: srv.Pin(), Audience: gatherPrefix + name,
 		})
 	}
-	g.cfg = shareholder.SharesSourceConfig{
+	g.cfg = gather.SharesSourceConfig{
 		Group: gpath, Shareholders: entries,
-		Attestation: shareholder.AttestationConfig{Provider: "dev", Socket: att.Socket()},
+		Attestation: gather.AttestationConfig{Provider: "dev", Socket: att.Socket()},
 		Identity:    psk.DefaultIdentity, Epoch: 1,
 		Refresh: time.Hour, Timeout: 5 * time.Second,
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mcbn/mcbn/attest"
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/psk"
 	"github.com/mcbn/mcbn/shareholder"
@@ -23,11 +24,11 @@ type network struct {
 	holders map[string]*shareholder.Server
 	config  map[string]string // shareholder config paths, where consent is written
 	back    *backends
-	sources []*shareholder.SharesSource
+	sources []*gather.SharesSource
 	server  *proxy.Proxy
 	client  *proxy.Proxy
 	// srcWeb is the client proxy's HTTP route source, read for progress.
-	srcWeb *shareholder.SharesSource
+	srcWeb *gather.SharesSource
 }
 
 func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o Options) (*network, error) {
@@ -48,14 +49,14 @@ func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o O
 		return net, err
 	}
 	n.say("== Starting three shareholders; each releases its share only to an attested proxy running image %s…", demoDigest[:19])
-	var entries []shareholder.ShareholderConfig
+	var entries []gather.ShareholderConfig
 	for _, name := range participants {
 		s, path, err := startShareholder(ctx, dir, name, k, net.att.Issuer(), policy, o)
 		if err != nil {
 			return net, fmt.Errorf("shareholder %s: %w", name, err)
 		}
 		net.holders[name], net.config[name] = s, path
-		entries = append(entries, shareholder.ShareholderConfig{
+		entries = append(entries, gather.ShareholderConfig{
 			Name: name, URL: "https://" + s.Addr().String(), Pin: s.Pin(), Audience: audience(name),
 		})
 		n.say("   %s listening on %s, consent granted", name, s.Addr())
@@ -66,10 +67,10 @@ func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o O
 	}
 	n.say("== Starting the server app: HTTP on %s, UDP echo on %s (plain, loopback)", net.back.httpLn.Addr(), net.back.udp.LocalAddr())
 
-	src := func() (*shareholder.SharesSource, error) {
-		s, err := shareholder.NewSharesSource(shareholder.SharesSourceConfig{
+	src := func() (*gather.SharesSource, error) {
+		s, err := gather.NewSharesSource(gather.SharesSourceConfig{
 			Group: k.groupP, Shareholders: entries,
-			Attestation: shareholder.AttestationConfig{Provider: "dev", Socket: net.att.Socket()},
+			Attestation: gather.AttestationConfig{Provider: "dev", Socket: net.att.Socket()},
 			Identity:    psk.DefaultIdentity, Refresh: o.Refresh, Timeout: stepTimeout,
 		}, nil, o.Log)
 		if err == nil {
@@ -135,7 +136,7 @@ func startShareholder(ctx context.Context, dir, name string, k *keyFiles, issuer
 
 // startProxy starts a proxy whose every route gathers its key from the
 // shareholders through a source made by newSrc.
-func startProxy(yaml string, newSrc func() (*shareholder.SharesSource, error), o Options) (*proxy.Proxy, error) {
+func startProxy(yaml string, newSrc func() (*gather.SharesSource, error), o Options) (*proxy.Proxy, error) {
 	cfg, err := proxy.ParseConfig([]byte(yaml))
 	if err != nil {
 		return nil, err

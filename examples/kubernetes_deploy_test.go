@@ -19,6 +19,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/shareholder"
 )
 
@@ -140,7 +141,7 @@ func TestKubernetesDeploy(t *testing.T) {
 	// The pins the proxies hold.
 	wantPins := map[string]string{}
 	for _, r := range byRole["proxy"] {
-		targets, err := shareholder.ParseCheckTargets([]byte(readFile(t, r.cfg)))
+		targets, err := gather.ParseCheckTargets([]byte(readFile(t, r.cfg)))
 		if err != nil {
 			t.Fatal(err)
 		}

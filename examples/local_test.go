@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcbn/mcbn/attest"
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/psk"
 	"github.com/mcbn/mcbn/shareholder"
@@ -86,11 +87,11 @@ func TestLocalTopology(t *testing.T) {
 	// The dry run (mcbn proxy check --config client.yaml).
 	clientPath := filepath.Join(dir, "client.yaml")
 	writeFile(t, clientPath, r.Replace(readExample(t, clientPath)), 0o600)
-	targets, err := shareholder.LoadCheckTargets(clientPath)
+	targets, err := gather.LoadCheckTargets(clientPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prog, err := shareholder.Check(context.Background(), targets[0].Config, nil)
+	prog, err := gather.Check(context.Background(), targets[0].Config, nil)
 	if err != nil || !prog.Enough() || !strings.HasPrefix(prog.String(), "3/3 shares (threshold 2)") {
 		t.Fatalf("dry run: %v %v", prog, err)
 	}

@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	sigyaml "sigs.k8s.io/yaml"
 
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/proxy"
 	"github.com/mcbn/mcbn/psk"
 	"github.com/mcbn/mcbn/shareholder"
@@ -664,7 +665,7 @@ func checkK8s(t *testing.T, s *k8sSet, rendered bool, entry map[string][]string)
 	shareholders := map[string]shareholderInfo{} // by participant name
 	type proxyUse struct {
 		where string
-		sh    shareholder.ShareholderConfig
+		sh    gather.ShareholderConfig
 	}
 	var uses []proxyUse
 	for _, p := range s.pods {
@@ -961,7 +962,7 @@ func hasPort(c *corev1.Container, port string, proto corev1.Protocol) bool {
 // attestation socket is the one a dev attester of the pod serves, that each
 // remote address is a Service of the deployment, and returns its
 // shareholders.
-func checkProxyConfig(t *testing.T, s *k8sSet, p *k8sPod, c *corev1.Container, mode, cfgPath, text string, rendered bool) []shareholder.ShareholderConfig {
+func checkProxyConfig(t *testing.T, s *k8sSet, p *k8sPod, c *corev1.Container, mode, cfgPath, text string, rendered bool) []gather.ShareholderConfig {
 	t.Helper()
 	where := p.where + ": " + cfgPath
 	cfg, err := proxy.LoadConfig(proxy.Mode(mode), proxy.LoadOptions{
@@ -997,12 +998,12 @@ func checkProxyConfig(t *testing.T, s *k8sSet, p *k8sPod, c *corev1.Container, m
 			t.Errorf("%s: route %s connects to %s, but Service %s has no %s port %s", where, r.Name, r.Connect, host, proto, port)
 		}
 	}
-	targets, err := shareholder.ParseCheckTargets([]byte(text))
+	targets, err := gather.ParseCheckTargets([]byte(text))
 	if err != nil {
 		t.Errorf("%s: %v", where, err)
 		return nil
 	}
-	var out []shareholder.ShareholderConfig
+	var out []gather.ShareholderConfig
 	for _, tg := range targets {
 		att := tg.Config.Attestation
 		if att.Provider != "dev" {

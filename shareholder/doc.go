@@ -1,6 +1,8 @@
 // Package shareholder is the consent half of mcbn: the daemon a participant
 // runs to hold one share of the group secret and release it only to an
-// attested proxy, and the client side the proxy uses to gather shares.
+// attested proxy, and the release protocol's wire types. The proxy side
+// (asking participants for shares) is package gather, which imports this
+// one for the wire types; this package never imports gather.
 //
 // Why it looks like this:
 //
@@ -22,10 +24,6 @@
 //     file, so revocation takes effect without a restart.
 //   - The audit log is append-only JSON lines, each carrying the hash of the
 //     previous one, so an edited, deleted or reordered line is detected.
-//   - On the proxy side, SharesSource contacts every shareholder in parallel,
-//     verifies each share against the group's Feldman commitments (psk), uses
-//     the first T valid ones and wipes everything else. Below T it drops the
-//     key and says who refused and why, the way Vault shows unseal progress.
 //
 // Shares, PSKs and tokens never appear in a log line, an error, a metric or
 // the audit log. See docs/share-release.md for the wire protocol.

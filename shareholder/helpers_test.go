@@ -126,21 +126,6 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// expectedPSK is what psk.Combine and DerivePSK give from alice and bob.
-func (f *fixture) expectedPSK(identity string, epoch uint64) []byte {
-	f.t.Helper()
-	secret, err := psk.Combine(f.group, []*psk.Share{f.shares["alice"], f.shares["bob"]})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer psk.Wipe(secret)
-	k, err := psk.DerivePSK(secret, f.group.ID, identity, epoch, 32)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return k
-}
-
 // configYAML renders a shareholder config for name.
 func (f *fixture) configYAML(name, policy, consent string) string {
 	var b strings.Builder
@@ -187,18 +172,9 @@ func (f *fixture) configPath(name string) string { return filepath.Join(f.dir, n
 
 func (f *fixture) auditPath(name string) string { return filepath.Join(f.dir, name+".audit.jsonl") }
 
-// entry is the shareholders: entry for a running server.
-func entry(name string, s *Server) ShareholderConfig {
-	return ShareholderConfig{Name: name, URL: "https://" + s.Addr().String(), Pin: s.Pin(), Audience: "mcbn-test-" + name}
-}
-
-func (f *fixture) sourceConfig(entries ...ShareholderConfig) SharesSourceConfig {
-	return SharesSourceConfig{
-		Group: f.groupPath, Shareholders: entries,
-		Attestation: AttestationConfig{Provider: "dev", Socket: f.att.Socket()},
-		Identity:    "Client_identity", Epoch: 1,
-		Refresh: 100 * time.Millisecond, Timeout: 5 * time.Second,
-	}
+func readFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return string(b), err
 }
 
 // waitFor polls cond until it holds, failing the test after a generous bound.

@@ -17,7 +17,7 @@ import (
 	"github.com/mcbn/mcbn/proxy"
 	// The shares PSK source registers itself with proxy; the baked
 	// configuration is validated with it, as the binary would.
-	_ "github.com/mcbn/mcbn/shareholder"
+	_ "github.com/mcbn/mcbn/gather"
 )
 
 // A baked image is the generic image plus one layer holding a deployment's

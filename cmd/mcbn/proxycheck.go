@@ -11,14 +11,14 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/mcbn/mcbn/gather"
 	"github.com/mcbn/mcbn/proxy"
-	"github.com/mcbn/mcbn/shareholder"
 )
 
 // mcbn proxy check (and 'mcbn proxy client|server --check', the same
 // thing): the proxy's own config loading and validation, its PSK sources
 // read, and the consent dry run for shares sources. Logic lives in packages
-// proxy and shareholder.
+// proxy and gather.
 
 const proxyCheckLong = `Checks a proxy config exactly as 'mcbn proxy client|server --config FILE'
 loads it (same parser, same validation, same environment variables: a config
@@ -111,17 +111,17 @@ func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Durati
 	}
 	type target struct {
 		where string
-		cfg   shareholder.SharesSourceConfig
+		cfg   gather.SharesSourceConfig
 	}
 	var targets []target
 	placeholders := map[string]proxy.Source{}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
-		if r.PSK.Source != shareholder.SourceKind {
+		if r.PSK.Source != gather.SourceKind {
 			continue
 		}
 		where := fmt.Sprintf("routes[%d] (%s)", i, r.Name)
-		var sc shareholder.SharesSourceConfig
+		var sc gather.SharesSourceConfig
 		// The decoder the proxy gives the shares source (SourceSpec.Decode).
 		if err := r.DecodeSourceOptions(&sc); err != nil {
 			return fmt.Errorf("%s: psk.source %s: psk.options: %w", where, r.PSK.Source, err)
@@ -151,7 +151,7 @@ func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Durati
 	defer cancel()
 	short := 0
 	for _, t := range targets {
-		prog, err := shareholder.Check(ctx, t.cfg, nil)
+		prog, err := gather.Check(ctx, t.cfg, nil)
 		if err != nil {
 			return fmt.Errorf("%s: psk.options: %w", t.where, err)
 		}
@@ -169,7 +169,7 @@ func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Durati
 
 // checkSharesFile dry-runs a stand-alone shares: file.
 func checkSharesFile(path string, timeout time.Duration, stdout io.Writer) error {
-	targets, err := shareholder.LoadCheckTargets(path)
+	targets, err := gather.LoadCheckTargets(path)
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func checkSharesFile(path string, timeout time.Duration, stdout io.Writer) error
 	defer cancel()
 	short := 0
 	for _, t := range targets {
-		prog, err := shareholder.Check(ctx, t.Config, nil)
+		prog, err := gather.Check(ctx, t.Config, nil)
 		if err != nil {
 			return fmt.Errorf("%s: %s: %w", path, t.Where, err)
 		}

@@ -1,9 +1,11 @@
-package shareholder
+package gather
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -17,7 +19,12 @@ import (
 
 	"github.com/mcbn/mcbn/attest"
 	"github.com/mcbn/mcbn/psk"
+	"github.com/mcbn/mcbn/shareholder"
 )
+
+// The daemon kind is registered like any other, so the seam every kind
+// uses is the one the default kind is built through.
+func init() { RegisterKind(KindDaemon, newDaemonParticipant) }
 
 // Bounds on what a proxy reads from one shareholder per request. A
 // participant may be hostile: http.ReadResponse has no header limit of its
@@ -61,19 +68,10 @@ func (b *replyBudget) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// RefusedError is a shareholder's refusal with its public reason code.
-type RefusedError struct {
-	Shareholder string
-	Reason      string
-	Status      int
-}
-
-func (e *RefusedError) Error() string {
-	return fmt.Sprintf("shareholder %s refused: %s", e.Shareholder, e.Reason)
-}
-
-// releaseClient asks one shareholder for its share.
-type releaseClient struct {
+// daemonParticipant asks one shareholder daemon for its share with the
+// release protocol (docs/share-release.md; the wire types are package
+// shareholder's).
+type daemonParticipant struct {
 	name     string
 	addr     string // host:port
 	host     string // for SNI and CA verification
@@ -86,9 +84,16 @@ type releaseClient struct {
 	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
-// newReleaseClient checks a shareholder entry and prepares its TLS config:
+func (c *daemonParticipant) Name() string { return c.name }
+func (c *daemonParticipant) Kind() string { return KindDaemon }
+
+// newDaemonParticipant checks a daemon entry and prepares its TLS config:
 // pinned (VerifyConnection on the SPKI hash) or verified against a CA file.
-func newReleaseClient(sh ShareholderConfig, groupID string, field string) (*releaseClient, error) {
+func newDaemonParticipant(e Entry) (Participant, error) {
+	sh, field := e.Config, e.Field
+	if !sh.Options.IsZero() {
+		return nil, fieldErr(field+".options", "kind daemon takes url, pin, ca_file and audience, not options")
+	}
 	u, err := url.Parse(sh.URL)
 	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return nil, fieldErr(field+".url", "%q is not an https://host:port URL", sh.URL)
@@ -97,10 +102,10 @@ func newReleaseClient(sh ShareholderConfig, groupID string, field string) (*rele
 	if u.Port() == "" {
 		addr = net.JoinHostPort(u.Hostname(), "443")
 	}
-	c := &releaseClient{
-		name: sh.Name, addr: addr, host: u.Hostname(),
-		path:     strings.TrimSuffix(u.EscapedPath(), "/") + ReleasePath,
-		audience: sh.Audience, groupID: groupID,
+	c := &daemonParticipant{
+		name: e.Name, addr: addr, host: u.Hostname(),
+		path:     strings.TrimSuffix(u.EscapedPath(), "/") + shareholder.ReleasePath,
+		audience: sh.Audience, groupID: e.Group.ID,
 	}
 	if c.audience == "" {
 		c.audience = sh.URL
@@ -113,7 +118,7 @@ func newReleaseClient(sh ShareholderConfig, groupID string, field string) (*rele
 	case sh.Pin != "" && sh.CAFile != "":
 		return nil, fieldErr(field+".pin", "set pin or ca_file, not both")
 	case sh.Pin != "":
-		pin, err := ParsePin(sh.Pin)
+		pin, err := shareholder.ParsePin(sh.Pin)
 		if err != nil {
 			return nil, fieldErr(field+".pin", "%v", err)
 		}
@@ -138,17 +143,37 @@ func newReleaseClient(sh ShareholderConfig, groupID string, field string) (*rele
 	return c, nil
 }
 
-// fetch runs the release protocol on one fresh TLS connection and returns
+// pinVerifier returns a VerifyConnection callback accepting exactly the
+// leaf whose SPKI hashes to pin. Names and chains are not checked: the pin
+// is the trust anchor. The comparison is constant-time (the pin is public,
+// but nothing is lost by it).
+func pinVerifier(pin []byte) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("shareholder sent no certificate")
+		}
+		sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+		if subtle.ConstantTimeCompare(sum[:], pin) != 1 {
+			return fmt.Errorf("certificate pin mismatch: got %s", shareholder.SPKIPin(cs.PeerCertificates[0]))
+		}
+		return nil
+	}
+}
+
+// Fetch runs the release protocol on one fresh TLS connection and returns
 // the parsed share (not yet verified against the group). The caller wipes it.
 // Everything read from the shareholder is bounded: maxReplyBytes in all, of
 // which at most maxReplyHeader for the status line and headers, and
 // maxReleaseReply for the body; a context without a deadline gets
 // DefaultTimeout.
-func (c *releaseClient) fetch(ctx context.Context, provider attest.TokenProvider) (*psk.Share, error) {
+func (c *daemonParticipant) Fetch(ctx context.Context, fr FetchRequest) (*psk.Share, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
+	}
+	if fr.Attestation == nil {
+		return nil, Local(errors.New("no attestation token provider"))
 	}
 	dial := c.dial
 	if dial == nil {
@@ -174,15 +199,15 @@ func (c *releaseClient) fetch(ctx context.Context, provider attest.TokenProvider
 		return nil, fmt.Errorf("connecting: %w", err)
 	}
 	cs := conn.ConnectionState()
-	nonce, err := ChannelNonce(&cs)
+	nonce, err := shareholder.ChannelNonce(&cs)
 	if err != nil {
 		return nil, err
 	}
-	token, err := provider.Token(ctx, c.audience, []string{nonce})
+	token, err := fr.Attestation.Token(ctx, c.audience, []string{nonce})
 	if err != nil {
 		return nil, fmt.Errorf("attestation token: %w", err)
 	}
-	body, err := json.Marshal(ReleaseRequest{Version: ProtocolVersion, Token: token, GroupID: c.groupID})
+	body, err := json.Marshal(shareholder.ReleaseRequest{Version: shareholder.ProtocolVersion, Token: token, GroupID: c.groupID})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +226,7 @@ func (c *releaseClient) fetch(ctx context.Context, provider attest.TokenProvider
 
 // readReply reads and judges the reply to req from conn, reading at most
 // maxReplyBytes from it.
-func (c *releaseClient) readReply(conn io.Reader, req *http.Request) (*psk.Share, error) {
+func (c *daemonParticipant) readReply(conn io.Reader, req *http.Request) (*psk.Share, error) {
 	budget := &replyBudget{r: conn, left: maxReplyBytes}
 	br := bufio.NewReaderSize(budget, 4<<10)
 	resp, err := http.ReadResponse(br, req)
@@ -229,19 +254,19 @@ func (c *releaseClient) readReply(conn io.Reader, req *http.Request) (*psk.Share
 		return nil, fmt.Errorf("reply body larger than %d bytes", maxReleaseReply)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var ref Refusal
+		var ref shareholder.Refusal
 		if json.Unmarshal(reply, &ref) != nil || ref.Reason == "" {
 			return nil, fmt.Errorf("HTTP %d without a reason", resp.StatusCode)
 		}
-		return nil, &RefusedError{Shareholder: c.name, Reason: knownReason(ref.Reason), Status: resp.StatusCode}
+		return nil, &RefusedError{Participant: c.name, Reason: knownReason(ref.Reason), Status: resp.StatusCode}
 	}
-	var rr ReleaseResponse
+	var rr shareholder.ReleaseResponse
 	if err := json.Unmarshal(reply, &rr); err != nil {
 		return nil, errors.New("reply is not a release response")
 	}
 	defer psk.Wipe(rr.Share)
-	if rr.Version != ProtocolVersion {
-		return nil, fmt.Errorf("reply version %d, want %d", rr.Version, ProtocolVersion)
+	if rr.Version != shareholder.ProtocolVersion {
+		return nil, fmt.Errorf("reply version %d, want %d", rr.Version, shareholder.ProtocolVersion)
 	}
 	sh, err := psk.ParseShare(rr.Share)
 	if err != nil {
@@ -255,8 +280,9 @@ func (c *releaseClient) readReply(conn io.Reader, req *http.Request) (*psk.Share
 // labels.
 func knownReason(r string) string {
 	switch r {
-	case ReasonBadRequest, ReasonTooLarge, ReasonTokenInvalid, ReasonPolicyDenied,
-		ReasonConsentRevoked, ReasonRateLimited, ReasonUnavailable, ReasonConfigInvalid:
+	case shareholder.ReasonBadRequest, shareholder.ReasonTooLarge, shareholder.ReasonTokenInvalid,
+		shareholder.ReasonPolicyDenied, shareholder.ReasonConsentRevoked, shareholder.ReasonRateLimited,
+		shareholder.ReasonUnavailable, shareholder.ReasonConfigInvalid:
 		return r
 	}
 	return "unknown_reason"

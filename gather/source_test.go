@@ -1,84 +1,26 @@
-package shareholder
+package gather
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
-	"io"
-	"log"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/mcbn/mcbn/proxy"
-	"github.com/mcbn/mcbn/psk"
+	"github.com/mcbn/mcbn/shareholder"
 	dto "github.com/prometheus/client_model/go"
 )
-
-// startLiar serves a release endpoint that hands out carol's share with a
-// wrong value (alice's), as a malicious or broken shareholder would.
-func startLiar(t *testing.T, f *fixture) ShareholderConfig {
-	t.Helper()
-	bad := *f.shares["carol"]
-	bad.Value = bytes.Clone(f.shares["alice"].Value)
-	return startFakeShareholder(t, "carol", &bad)
-}
-
-// startFakeShareholder answers every release request with share.
-func startFakeShareholder(t *testing.T, name string, share *psk.Share) ShareholderConfig {
-	t.Helper()
-	file := marshalShare(t, share)
-	return serveFake(t, name, func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
-	})
-}
-
-func marshalShare(t *testing.T, share *psk.Share) []byte {
-	t.Helper()
-	file, err := psk.MarshalShare(share)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return file
-}
-
-// serveFake serves handler as a shareholder daemon named name would, over
-// TLS 1.3 with a self-signed certificate, and returns its proxy-side entry.
-func serveFake(t *testing.T, name string, handler http.HandlerFunc) ShareholderConfig {
-	t.Helper()
-	return serveFakeWith(t, name, handler, nil)
-}
-
-// serveFakeWith is serveFake with a connection state hook (nil: none).
-func serveFakeWith(t *testing.T, name string, handler http.HandlerFunc, connState func(net.Conn, http.ConnState)) ShareholderConfig {
-	t.Helper()
-	cert, err := SelfSignedCert(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{cert}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Connections the client abandons once it has T shares end in
-	// handshake errors: expected, and not worth a line on stderr.
-	srv := &http.Server{Handler: handler, ConnState: connState, ErrorLog: log.New(io.Discard, "", 0)}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return ShareholderConfig{Name: name, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + name}
-}
 
 // A shareholder returning a corrupted share is named, and the PSK is still
 // derived from the honest ones.
 func TestCorruptedShareIdentified(t *testing.T) {
 	f := newFixture(t)
-	a := f.startServer("alice", f.devPolicy, ConsentGranted)
-	b := f.startServer("bob", f.devPolicy, ConsentGranted)
+	a := f.startServer("alice", f.devPolicy, shareholder.ConsentGranted)
+	b := f.startServer("bob", f.devPolicy, shareholder.ConsentGranted)
 	cfg := f.sourceConfig(entry("alice", a), entry("bob", b), startLiar(t, f))
 
 	// The dry run asks everyone, so it always sees the liar.
@@ -127,7 +69,7 @@ func TestCorruptedShareIdentified(t *testing.T) {
 // says why.
 func TestBelowThresholdNotReady(t *testing.T) {
 	f := newFixture(t)
-	a := f.startServer("alice", f.devPolicy, ConsentGranted)
+	a := f.startServer("alice", f.devPolicy, shareholder.ConsentGranted)
 	closed := closedAddr(t)
 	cfg := f.sourceConfig(entry("alice", a),
 		ShareholderConfig{Name: "bob", URL: "https://" + closed, Pin: a.Pin(), Audience: "mcbn-test-bob"},
@@ -157,53 +99,13 @@ func TestBelowThresholdNotReady(t *testing.T) {
 	}
 }
 
-// blackHole accepts connections and never answers.
-func blackHole(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns []net.Conn
-	var mu sync.Mutex
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func closedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // Revoking consent on enough shareholders drops the key within a refresh
 // interval; granting it again brings the same key back.
 func TestConsentRevocationDropsKey(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
 	for _, n := range names {
-		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	src, err := NewSharesSource(f.sourceConfig(entries...), nil, f.logger())
 	if err != nil {
@@ -215,7 +117,7 @@ func TestConsentRevocationDropsKey(t *testing.T) {
 	drain(src.Changes())
 
 	// One revocation leaves two: still ready.
-	if changed, err := SetConsent(f.configPath("carol"), ConsentRevoked); err != nil || !changed {
+	if changed, err := shareholder.SetConsent(f.configPath("carol"), shareholder.ConsentRevoked); err != nil || !changed {
 		t.Fatalf("SetConsent: %v %v", changed, err)
 	}
 	waitFor(t, "carol's refusal seen", func() bool {
@@ -227,7 +129,7 @@ func TestConsentRevocationDropsKey(t *testing.T) {
 	}
 
 	// A second revocation drops the key.
-	if _, err := SetConsent(f.configPath("bob"), ConsentRevoked); err != nil {
+	if _, err := shareholder.SetConsent(f.configPath("bob"), shareholder.ConsentRevoked); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "key dropped", func() bool { return !src.Status().Ready })
@@ -245,7 +147,7 @@ func TestConsentRevocationDropsKey(t *testing.T) {
 	}
 
 	// Granting again recovers by itself.
-	if _, err := SetConsent(f.configPath("bob"), ConsentGranted); err != nil {
+	if _, err := shareholder.SetConsent(f.configPath("bob"), shareholder.ConsentGranted); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "key back", func() bool { return src.Status().Ready })
@@ -272,7 +174,7 @@ func TestSourceJitteredWaits(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
 	for _, n := range names {
-		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	draws := []float64{0, 0.5, 0.999, 0.25, 0.75}
 	run := func(cfg SharesSourceConfig, rounds int) []time.Duration {
@@ -379,8 +281,8 @@ func TestCloseTunnelsOnLossDefault(t *testing.T) {
 // A daemon that refuses because its config does not load says so to the
 // proxy: config_invalid is a protocol reason, not an unknown one.
 func TestConfigInvalidReasonKnown(t *testing.T) {
-	if got := knownReason(ReasonConfigInvalid); got != ReasonConfigInvalid {
-		t.Fatalf("knownReason(%q) = %q", ReasonConfigInvalid, got)
+	if got := knownReason(shareholder.ReasonConfigInvalid); got != shareholder.ReasonConfigInvalid {
+		t.Fatalf("knownReason(%q) = %q", shareholder.ReasonConfigInvalid, got)
 	}
 	if got := knownReason("config_invalid\nINJECTED"); got != "unknown_reason" {
 		t.Fatalf("a hostile reason passed: %q", got)

@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 	"github.com/mcbn/mcbn/psk"
 )
 
-// Outcome states of one shareholder in a gathering round.
+// Outcome states of one participant in a gathering round.
 const (
 	StateOK          = "ok"
 	StateRefused     = "refused"
@@ -22,14 +22,15 @@ const (
 	StateNotNeeded   = "not needed"  // T valid shares arrived first
 )
 
-// Outcome is what one shareholder did in a gathering round.
+// Outcome is what one participant did in a gathering round.
 type Outcome struct {
 	Name   string `json:"name"`
+	Kind   string `json:"kind,omitempty"`
 	State  string `json:"state"`
 	Reason string `json:"reason,omitempty"` // refusal code or error summary
 	// Local marks an unreachable outcome caused on this proxy's side (out
 	// of file descriptors, buffers or ports; the attestation launcher), not
-	// by the shareholder or the network.
+	// by the participant or the network.
 	Local bool `json:"local,omitempty"`
 }
 
@@ -61,7 +62,7 @@ func (p Progress) String() string {
 // Enough reports whether the threshold was reached.
 func (p Progress) Enough() bool { return p.Valid >= p.Threshold }
 
-// Count returns how many shareholders ended the round in state.
+// Count returns how many participants ended the round in state.
 func (p Progress) Count(state string) int {
 	n := 0
 	for _, o := range p.Outcomes {
@@ -115,7 +116,7 @@ func (p Progress) Shortfall() string {
 	return head + ": " + strings.Join(parts, "; ")
 }
 
-// detail renders the shareholders in state as "2 unreachable (bob: x;
+// detail renders the participants in state as "2 unreachable (bob: x;
 // carol: y)", or "2 unreachable (x)" when they all failed the same way.
 func (p Progress) detail(state string) string {
 	var names, reasons []string
@@ -144,35 +145,37 @@ func (p Progress) detail(state string) string {
 }
 
 // How a gathering that stops at T spreads its requests. It asks T+spare
-// shareholders first, the ones that released last time before the others,
+// participants first, the ones that released last time before the others,
 // and one more for every answer that is not a valid share; after hedgeAfter
 // without T valid shares it asks all the rest. So a healthy round costs T+1
-// TLS handshakes and attestation tokens whatever N is (time and load flat
-// in N), one failure costs no waiting (the spare), and a shareholder that
-// hangs delays the round by at most that delay. Fewer tokens issued also
-// means fewer shareholders see a request they need not answer.
+// requests and attestation tokens whatever N is (time and load flat in N),
+// one failure costs no waiting (the spare), and a participant that hangs
+// delays the round by at most that delay. Fewer tokens issued also means
+// fewer participants see a request they need not answer.
 const (
 	gatherSpare       = 1
 	defaultHedgeAfter = 300 * time.Millisecond
 )
 
-// gather contacts shareholders in parallel, each bounded by the configured
+// gather asks participants in parallel, each bounded by the configured
 // timeout, and verifies each share against the group. With stopAtT it asks
 // them in stages as described above, in the order prefer gives (indices
-// into p.clients; nil means configuration order), cancels the rest once T
-// valid shares are in, and wipes extra valid shares at once; without it
-// (the dry run) it asks everyone. The caller wipes the returned shares.
+// into p.participants; nil means configuration order), cancels the rest
+// once T valid shares are in, and wipes extra valid shares at once; without
+// it (the dry run) it asks everyone. Every kind goes through the same
+// Participant.Fetch and the same checks. The caller wipes the returned
+// shares.
 func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, stopAtT bool, prefer []int) (Progress, []*psk.Share) {
 	type result struct {
 		i     int
 		share *psk.Share
 		err   error
 	}
-	n := len(p.clients)
+	n := len(p.participants)
 	t := p.group.Threshold
 	prog := Progress{N: n, Threshold: t, Outcomes: make([]Outcome, n)}
-	for i, c := range p.clients {
-		prog.Outcomes[i] = Outcome{Name: c.name, State: StateNotNeeded}
+	for i, pt := range p.participants {
+		prog.Outcomes[i] = Outcome{Name: pt.Name(), Kind: pt.Kind(), State: StateNotNeeded}
 	}
 	order := gatherOrder(n, prefer)
 	ctx, cancel := context.WithCancel(ctx)
@@ -182,16 +185,26 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 	launch := func() {
 		i := order[launched]
 		launched++
-		c := p.clients[i]
+		pt := p.participants[i]
+		req := p.requests[i]
+		req.Attestation = provider
 		go func() {
 			cctx, ccancel := context.WithTimeout(ctx, p.cfg.Timeout)
 			defer ccancel()
-			sh, err := c.fetch(cctx, provider)
+			sh, err := pt.Fetch(cctx, req)
+			if err != nil && sh != nil {
+				sh.Wipe() // a share and an error: the error wins
+				sh = nil
+			}
 			// The connection's deadline is the context's, and may fire a
 			// moment before the context notices.
 			var ne net.Error
-			if err != nil && ctx.Err() == nil && (cctx.Err() == context.DeadlineExceeded || errors.As(err, &ne) && ne.Timeout()) {
+			var ref *RefusedError
+			if err != nil && ctx.Err() == nil && !errors.As(err, &ref) && (cctx.Err() == context.DeadlineExceeded || errors.As(err, &ne) && ne.Timeout()) {
 				err = fmt.Errorf("timed out after %v", p.cfg.Timeout)
+			}
+			if err == nil && sh == nil {
+				err = errors.New("no share and no error")
 			}
 			results <- result{i, sh, err}
 		}()
@@ -223,7 +236,8 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 		case r = <-results:
 			pending--
 		}
-		name := p.clients[r.i].name
+		pt := p.participants[r.i]
+		name := pt.Name()
 		got := false
 		var ref *RefusedError
 		switch {
@@ -231,6 +245,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			// Canceled by us once T shares were in: it stays "not needed".
 		case r.err != nil:
 			prog.Outcomes[r.i] = classify(name, r.err)
+			prog.Outcomes[r.i].Kind = pt.Kind()
 		default:
 			why := ""
 			if psk.VerifyShare(p.group, r.share) != nil {
@@ -241,15 +256,15 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			switch {
 			case why != "":
 				r.share.Wipe()
-				prog.Outcomes[r.i] = Outcome{Name: name, State: StateInvalid, Reason: why}
+				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateInvalid, Reason: why}
 			case stopAtT && len(valid) >= t:
 				r.share.Wipe()
-				prog.Outcomes[r.i] = Outcome{Name: name, State: StateOK}
+				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateOK}
 				prog.Valid++
 			default:
 				got = true
 				valid = append(valid, r.share)
-				prog.Outcomes[r.i] = Outcome{Name: name, State: StateOK}
+				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateOK}
 				prog.Valid++
 				if stopAtT && len(valid) == t {
 					cancel()
@@ -283,7 +298,7 @@ func gatherOrder(n int, prefer []int) []int {
 	return order
 }
 
-// releasedLast returns the indices of the shareholders that gave a valid
+// releasedLast returns the indices of the participants that gave a valid
 // share in prog, to be asked first next time.
 func releasedLast(prog Progress) []int {
 	var out []int
@@ -297,23 +312,30 @@ func releasedLast(prog Progress) []int {
 
 // classify turns a fetch error into an outcome with a short reason. Errors
 // of this proxy's own making are marked Local and worded "local error: ...",
-// so they are never mistaken for a shareholder's decision or outage.
+// so they are never mistaken for a participant's decision or outage.
 func classify(name string, err error) Outcome {
 	var ref *RefusedError
 	if errors.As(err, &ref) {
-		return Outcome{Name: name, State: StateRefused, Reason: ref.Reason}
+		return Outcome{Name: name, State: StateRefused, Reason: plainReason(ref.Reason)}
+	}
+	var inv *InvalidShareError
+	if errors.As(err, &inv) {
+		return Outcome{Name: name, State: StateInvalid, Reason: clipField(inv.Why, 200)}
 	}
 	msg := err.Error()
 	local := false
 	var ne net.Error
 	var dns *net.DNSError
 	var errno syscall.Errno
+	var le *LocalError
 	switch {
 	case errors.Is(err, attest.ErrProvider), errors.Is(err, attest.ErrRequest):
 		// The launcher (or dev attester) runs beside this proxy.
 		msg, local = "local error: attestation token: "+attest.Reason(err), true
 	case errors.As(err, &errno) && localErrno(errno):
 		msg, local = "local error: "+errno.Error(), true
+	case errors.As(err, &le):
+		msg, local = le.Error(), true
 	case errors.As(err, &dns):
 		what := dns.Err
 		if dns.IsNotFound {

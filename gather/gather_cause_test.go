@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mcbn/mcbn/attest"
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // Each kind of fetch failure gets its outcome: a refusal stays a refusal,
@@ -27,7 +28,7 @@ func TestGatherClassify(t *testing.T) {
 		reason string
 		local  bool
 	}{
-		{"refusal", &RefusedError{Shareholder: "bob", Reason: ReasonConsentRevoked}, StateRefused, "consent_revoked", false},
+		{"refusal", &RefusedError{Participant: "bob", Reason: ReasonConsentRevoked}, StateRefused, "consent_revoked", false},
 		{"fd exhaustion", dial(syscall.EMFILE), StateUnreachable, "local error: too many open files", true},
 		{"system fd exhaustion", dial(syscall.ENFILE), StateUnreachable, "local error: too many open files in system", true},
 		{"no ephemeral port", dial(syscall.EADDRNOTAVAIL), StateUnreachable, "local error: cannot assign requested address", true},
@@ -79,11 +80,11 @@ func TestGatherShortfall(t *testing.T) {
 // dial error) does not log that consent was withdrawn.
 func TestSourceUnreachableNotWordedAsConsent(t *testing.T) {
 	f := newFixture(t)
-	a := f.startServer("alice", f.devPolicy, ConsentGranted)
+	a := f.startServer("alice", f.devPolicy, shareholder.ConsentGranted)
 	cfg := f.sourceConfig(
 		ShareholderConfig{Name: "alice", URL: "https://" + closedAddr(t), Pin: a.Pin(), Audience: "mcbn-test-alice"},
 		ShareholderConfig{Name: "bob", URL: "https://" + closedAddr(t), Pin: a.Pin(), Audience: "mcbn-test-bob"},
-		entry("carol", f.startServer("carol", f.devPolicy, ConsentRevoked)))
+		entry("carol", f.startServer("carol", f.devPolicy, shareholder.ConsentRevoked)))
 	src, err := NewSharesSource(cfg, nil, f.logger())
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestGatherTooOldTokenRefused(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
 	for _, n := range names {
-		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	now := time.Now()
 	f.att.SetMutate(attest.SetTimes(now.Add(-2*time.Hour), now.Add(-2*time.Hour), now.Add(time.Hour)))
@@ -116,7 +117,7 @@ func TestGatherTooOldTokenRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, o := range prog.Outcomes {
-		if o.State != StateRefused || o.Reason != ReasonTokenInvalid {
+		if o.State != StateRefused || o.Reason != shareholder.ReasonTokenInvalid {
 			t.Fatalf("outcome %s, want refused: token_invalid", o)
 		}
 	}

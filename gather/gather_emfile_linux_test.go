@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"os"
@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // exhaustFDs leaves this process without a free file descriptor: it lowers
@@ -71,7 +73,7 @@ func TestSourceFDExhaustionNotWordedAsConsent(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
 	for _, n := range names {
-		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	cfg := f.sourceConfig(entries...)
 	cfg.Refresh = time.Hour // only Reload starts the next round

@@ -1,19 +1,16 @@
-package shareholder
+package gather
 
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/mcbn/mcbn/proxy"
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // Three shareholders, T=2: two gathering sources (the client-side and the
@@ -21,9 +18,9 @@ import (
 func TestReleaseEndToEnd(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
-	servers := map[string]*Server{}
+	servers := map[string]*shareholder.Server{}
 	for _, n := range names {
-		servers[n] = f.startServer(n, f.devPolicy, ConsentGranted)
+		servers[n] = f.startServer(n, f.devPolicy, shareholder.ConsentGranted)
 		entries = append(entries, entry(n, servers[n]))
 	}
 	want := f.expectedPSK("Client_identity", 1)
@@ -64,7 +61,7 @@ func TestReleaseEndToEnd(t *testing.T) {
 
 	// The audit log recorded releases; metrics count them and hold no share.
 	rec := lastAudit(t, f.auditPath("alice"))
-	if rec.Decision != DecisionRelease || rec.ImageDigest != testDigest || rec.Subject == "" {
+	if rec.Decision != shareholder.DecisionRelease || rec.ImageDigest != testDigest || rec.Subject == "" {
 		t.Fatalf("audit record %+v", rec)
 	}
 	body := metricsGet(t, servers["alice"])
@@ -88,26 +85,11 @@ func TestReleaseEndToEnd(t *testing.T) {
 	f.checkLogsClean()
 }
 
-func httpsGet(t *testing.T, s *Server, path string) string {
-	t.Helper()
-	pin, _ := ParsePin(s.Pin())
-	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		MinVersion: tls.VersionTLS13, InsecureSkipVerify: true, VerifyConnection: pinVerifier(pin),
-	}}}
-	resp, err := c.Get("https://" + s.Addr().String() + path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
 // The dry run reports each shareholder and keeps nothing.
 func TestCheck(t *testing.T) {
 	f := newFixture(t)
-	a := f.startServer("alice", f.devPolicy, ConsentGranted)
-	b := f.startServer("bob", f.devPolicy, ConsentRevoked)
+	a := f.startServer("alice", f.devPolicy, shareholder.ConsentGranted)
+	b := f.startServer("bob", f.devPolicy, shareholder.ConsentRevoked)
 	prog, err := Check(context.Background(), f.sourceConfig(entry("alice", a), entry("bob", b),
 		ShareholderConfig{Name: "carol", URL: "https://127.0.0.1:1", Pin: a.Pin()}), nil)
 	if err != nil {
@@ -120,9 +102,4 @@ func TestCheck(t *testing.T) {
 	if !strings.HasPrefix(got, "1/3 shares (threshold 2): alice ok, bob refused: consent_revoked, carol unreachable: ") {
 		t.Fatalf("progress %q", got)
 	}
-}
-
-func readFile(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	return string(b), err
 }

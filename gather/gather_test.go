@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/mcbn/mcbn/psk"
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // stagedHolder is a fake shareholder that counts the requests it gets and
@@ -46,11 +47,11 @@ func startStagedHolder(t *testing.T, share *psk.Share) *stagedHolder {
 		h.requests.Add(1)
 		switch h.mode.Load() {
 		case "refuse":
-			writeJSON(w, http.StatusForbidden, Refusal{Error: "refused", Reason: ReasonConsentRevoked})
+			writeJSON(w, http.StatusForbidden, shareholder.Refusal{Error: "refused", Reason: ReasonConsentRevoked})
 		case "hang":
 			<-r.Context().Done()
 		default:
-			writeJSON(w, http.StatusOK, ReleaseResponse{Version: ProtocolVersion, Share: file})
+			writeJSON(w, http.StatusOK, shareholder.ReleaseResponse{Version: shareholder.ProtocolVersion, Share: file})
 		}
 	}, track)
 	return h
@@ -76,7 +77,7 @@ func wideGroup(t *testing.T, f *fixture) (*prepared, []*stagedHolder) {
 		cfg.Shareholders = append(cfg.Shareholders, h.cfg)
 	}
 	cfg.Timeout = 10 * time.Minute
-	p, err := prepare(cfg, "")
+	p, err := prepare(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

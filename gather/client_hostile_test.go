@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"bufio"
@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // startHostile is a malicious co-participant's daemon: real TLS 1.3 with a
@@ -22,7 +24,7 @@ import (
 // when pause is set; unit "" sends head only and holds the connection).
 func startHostile(t *testing.T, name, head, unit string, pause time.Duration) ShareholderConfig {
 	t.Helper()
-	cert, err := SelfSignedCert(name, nil)
+	cert, err := shareholder.SelfSignedCert(name, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +69,7 @@ func startHostile(t *testing.T, name, head, unit string, pause time.Duration) Sh
 			}()
 		}
 	}()
-	return ShareholderConfig{Name: name, URL: "https://" + ln.Addr().String(), Pin: SPKIPin(cert.Leaf), Audience: "mcbn-test-" + name}
+	return ShareholderConfig{Name: name, URL: "https://" + ln.Addr().String(), Pin: shareholder.SPKIPin(cert.Leaf), Audience: "mcbn-test-" + name}
 }
 
 // countingConn counts the bytes the proxy reads from a shareholder, and
@@ -96,8 +98,8 @@ func (c countingConn) Read(p []byte) (int, error) {
 // so the hostile reply is always read.
 func TestClientBoundsHostileReplies(t *testing.T) {
 	f := newFixture(t)
-	a := f.startServer("alice", f.devPolicy, ConsentGranted)
-	b := f.startServer("bob", f.devPolicy, ConsentGranted)
+	a := f.startServer("alice", f.devPolicy, shareholder.ConsentGranted)
+	b := f.startServer("bob", f.devPolicy, shareholder.ConsentGranted)
 	junk := strings.Repeat("a", 4096)
 	// TLS records, the read-ahead of crypto/tls and the handshake on top of
 	// the reply budget.
@@ -121,12 +123,12 @@ func TestClientBoundsHostileReplies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := f.sourceConfig(entry("alice", a), entry("bob", b), startHostile(t, "carol", tc.head, tc.unit, tc.pause))
 			cfg.Timeout = time.Second
-			p, err := prepare(cfg, "")
+			p, err := prepare(cfg, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			var read atomic.Int64
-			p.clients[2].dial = func(ctx context.Context, addr string) (net.Conn, error) {
+			p.participants[2].(*daemonParticipant).dial = func(ctx context.Context, addr string) (net.Conn, error) {
 				var d net.Dialer
 				c, err := d.DialContext(ctx, "tcp", addr)
 				if err != nil {
@@ -195,7 +197,7 @@ func FuzzReadReply(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 99999999\r\n\r\n" + strings.Repeat("a", maxReplyBytes)))
 	f.Add([]byte("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200"))
-	c := &releaseClient{name: "alice"}
+	c := &daemonParticipant{name: "alice"}
 	req, _ := http.NewRequest(http.MethodPost, "https://127.0.0.1:1/v1/release", nil)
 	f.Fuzz(func(t *testing.T, reply []byte) {
 		in := &countingReader{r: bytes.NewReader(reply)}

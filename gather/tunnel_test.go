@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mcbn/mcbn/proxy"
+	"github.com/mcbn/mcbn/shareholder"
 )
 
 // echoServer is the "server app": it echoes what it reads.
@@ -80,7 +81,7 @@ func TestTunnelWithGatheredPSK(t *testing.T) {
 	f := newFixture(t)
 	var entries []ShareholderConfig
 	for _, n := range names {
-		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, ConsentGranted)))
+		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	server := startProxy(t, f, "server", "tls://127.0.0.1:0", "tcp://"+echoServer(t), entries)
 	client := startProxy(t, f, "client", "tcp://127.0.0.1:0", "tls://"+server.Addr("app").String(), entries)
@@ -93,7 +94,7 @@ func TestTunnelWithGatheredPSK(t *testing.T) {
 	}
 
 	for _, n := range []string{"bob", "carol"} {
-		if _, err := SetConsent(f.configPath(n), ConsentRevoked); err != nil {
+		if _, err := shareholder.SetConsent(f.configPath(n), shareholder.ConsentRevoked); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -105,7 +106,7 @@ func TestTunnelWithGatheredPSK(t *testing.T) {
 		t.Fatal("traffic flowed without consent")
 	}
 
-	if _, err := SetConsent(f.configPath("bob"), ConsentGranted); err != nil {
+	if _, err := shareholder.SetConsent(f.configPath("bob"), shareholder.ConsentGranted); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "proxies ready again", func() bool { return ready(server)() && ready(client)() })

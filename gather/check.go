@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"context"
@@ -6,20 +6,22 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/mcbn/mcbn/attest"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mcbn/mcbn/attest"
 )
 
 // Check is the dry run behind `mcbn proxy check`: it asks every
-// shareholder for its share exactly as the proxy would, verifies each one
-// against the group, wipes them all at once and reports the progress. No
-// share is kept and nothing is reconstructed. provider nil means the one
-// cfg.Attestation names.
+// participant, of every kind, for its share exactly as the proxy would
+// (the same Participant.Fetch), verifies each one against the group, wipes
+// them all at once and reports the progress. No share is kept and nothing
+// is reconstructed. provider nil means the one cfg.Attestation names.
 func Check(ctx context.Context, cfg SharesSourceConfig, provider attest.TokenProvider) (Progress, error) {
-	p, err := prepare(cfg, "")
+	p, err := prepare(cfg, nil)
 	if err != nil {
 		return Progress{}, err
 	}
+	defer p.close()
 	if provider == nil {
 		if provider, err = p.provider(); err != nil {
 			return Progress{}, fieldErr("attestation", "%v", err)
@@ -41,8 +43,9 @@ type CheckTarget struct {
 // `shares:` block (a SharesSourceConfig), or a proxy config whose routes
 // have `psk: {source: shares, options: ...}`. A route's identity is used
 // when its options name none. In a shares: file, relative group, ca_file and
-// socket paths are resolved against the file's directory; in a proxy config
-// they are left as the proxy reads them (relative to the working directory).
+// socket paths are resolved against the file's directory (and BaseDir set
+// to it for the paths of other kinds' options); in a proxy config they are
+// left as the proxy reads them (relative to the working directory).
 func LoadCheckTargets(path string) ([]CheckTarget, error) {
 	data, err := readSmallFile(path, maxConfigSize)
 	if err != nil {
@@ -120,84 +123,13 @@ func ParseCheckTargets(data []byte) ([]CheckTarget, error) {
 	return out, nil
 }
 
-// mapGet returns the value of key in mapping m, following YAML aliases
-// (examples/local/client.yaml shares one psk block between routes with
-// &shares / *shares).
-func mapGet(m *yaml.Node, key string) *yaml.Node {
-	m = deref(m)
-	if m == nil || m.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(m.Content); i += 2 {
-		if m.Content[i].Value == key {
-			return deref(m.Content[i+1])
-		}
-	}
-	return nil
-}
-
-// maxResolvedNodes bounds what resolveAliases may build: aliases of
-// aliases expand exponentially (the "billion laughs" file).
-const maxResolvedNodes = 100_000
-
-// resolveAliases returns a copy of n with every alias replaced by a copy
-// of what it names, so that a subtree marshals on its own (an alias inside
-// it would otherwise name an anchor outside). Merge keys (<<) then merge
-// as usual when the copy is decoded. It stops, leaving *budget negative,
-// once it has built maxResolvedNodes nodes.
-func resolveAliases(n *yaml.Node, budget *int) *yaml.Node {
-	n = deref(n)
-	if n == nil || *budget < 0 {
-		return n
-	}
-	*budget--
-	c := *n
-	c.Anchor = ""
-	if len(n.Content) > 0 {
-		c.Content = make([]*yaml.Node, len(n.Content))
-		for i, k := range n.Content {
-			c.Content[i] = resolveAliases(k, budget)
-		}
-	}
-	return &c
-}
-
-// deref follows alias nodes to what they name (bounded: yaml.v3 refuses
-// alias cycles while parsing, but the bound costs nothing).
-func deref(n *yaml.Node) *yaml.Node {
-	for i := 0; n != nil && n.Kind == yaml.AliasNode && i < 16; i++ {
-		n = n.Alias
-	}
-	return n
-}
-
-// decodeNodeStrict decodes a node rejecting unknown keys.
-func decodeNodeStrict(n *yaml.Node, v any) error {
-	budget := maxResolvedNodes
-	r := resolveAliases(n, &budget)
-	if budget < 0 {
-		return errors.New("too many YAML aliases (expands past 100,000 nodes)")
-	}
-	b, err := yaml.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return decodeYAMLStrict(b, v)
-}
-
-// resolvePaths makes relative paths of a shares block relative to dir.
+// resolvePaths makes relative paths of a shares block relative to dir, and
+// sets BaseDir so that kinds resolve the paths in their options alike.
 func resolvePaths(c *SharesSourceConfig, dir string) {
-	abs := func(p string) string {
-		if p == "" || filepath.IsAbs(p) {
-			return p
-		}
-		return filepath.Join(dir, p)
-	}
-	c.Group = abs(c.Group)
-	if c.Attestation.Socket != "" {
-		c.Attestation.Socket = abs(c.Attestation.Socket)
-	}
+	c.Group = resolvePath(dir, c.Group)
+	c.Attestation.Socket = resolvePath(dir, c.Attestation.Socket)
 	for i := range c.Shareholders {
-		c.Shareholders[i].CAFile = abs(c.Shareholders[i].CAFile)
+		c.Shareholders[i].CAFile = resolvePath(dir, c.Shareholders[i].CAFile)
 	}
+	c.BaseDir = dir
 }

@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"fmt"

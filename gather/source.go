@@ -1,4 +1,4 @@
-package shareholder
+package gather
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 )
 
 // SharesSource is the proxy's `shares` PSK source: it gathers T shares from
-// the shareholders, reconstructs the group secret, derives the PSK and
+// the participants (of any kind), reconstructs the group secret, derives the PSK and
 // gathers again every refresh interval. Below T it drops the key.
 type SharesSource struct {
 	p        *prepared
@@ -30,7 +30,7 @@ type SharesSource struct {
 	since    time.Time
 	progress Progress
 	rounds   int
-	// last outcome per shareholder, so logs say what changed, not every round
+	// last outcome per participant, so logs say what changed, not every round
 	lastOutcome map[string]string
 
 	// rand draws from [0, 1) for the jitter of the wait between rounds
@@ -62,20 +62,22 @@ func NewSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logg
 }
 
 func newSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logger *slog.Logger, opts sourceOptions) (*SharesSource, error) {
-	p, err := prepare(cfg, "")
+	if logger == nil {
+		logger = slog.Default()
+	}
+	logger = logger.With("source", "shares")
+	p, err := prepare(cfg, logger)
 	if err != nil {
 		return nil, err
 	}
 	if provider == nil {
 		if provider, err = p.provider(); err != nil {
+			p.close()
 			return nil, fieldErr("attestation", "%v", err)
 		}
 	}
-	if logger == nil {
-		logger = slog.Default()
-	}
 	s := &SharesSource{
-		p: p, provider: provider, log: logger.With("source", "shares", "group", p.group.Name),
+		p: p, provider: provider, log: logger.With("group", p.group.Name),
 		metrics: newSourceMetrics(),
 		status:  "gathering shares", since: time.Now(), lastOutcome: map[string]string{},
 		rand: opts.rand, onWait: opts.onWait,
@@ -109,7 +111,7 @@ func (s *SharesSource) Status() proxy.SourceStatus {
 	return proxy.SourceStatus{Ready: s.key != nil, State: s.status, Since: s.since}
 }
 
-// Progress returns the last round's per-shareholder outcomes.
+// Progress returns the last round's per-participant outcomes.
 func (s *SharesSource) Progress() Progress {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -144,7 +146,8 @@ func (s *SharesSource) Reload() error {
 	return nil
 }
 
-// Close stops gathering and wipes the key.
+// Close stops gathering, wipes the key and closes the participants that
+// hold resources (io.Closer).
 func (s *SharesSource) Close() error {
 	s.once.Do(func() {
 		close(s.stop)
@@ -154,6 +157,7 @@ func (s *SharesSource) Close() error {
 		s.key = nil
 		s.status = "closed"
 		s.mu.Unlock()
+		s.p.close()
 	})
 	return nil
 }
@@ -306,11 +310,11 @@ func (s *SharesSource) logOutcomes(prog Progress) {
 		s.lastOutcome[o.Name] = now
 		switch o.State {
 		case StateInvalid:
-			s.log.Error("shareholder returned an invalid share; using the others", "shareholder", o.Name, "reason", o.Reason)
+			s.log.Error("shareholder returned an invalid share; using the others", "shareholder", o.Name, "kind", o.Kind, "reason", o.Reason)
 		case StateRefused, StateUnreachable:
-			s.log.Warn("shareholder did not release", "shareholder", o.Name, "state", o.State, "reason", o.Reason)
+			s.log.Warn("shareholder did not release", "shareholder", o.Name, "kind", o.Kind, "state", o.State, "reason", o.Reason)
 		case StateOK:
-			s.log.Info("shareholder released", "shareholder", o.Name)
+			s.log.Info("shareholder released", "shareholder", o.Name, "kind", o.Kind)
 		}
 	}
 }

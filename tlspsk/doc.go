@@ -21,6 +21,10 @@
 // copy. Over a syscall.Conn, a Conn waits for data through the raw
 // descriptor after the handshake (see Client).
 //
+// DTLS 1.2 PSK (RFC 6347, for UDP) is here too, on the same TLS 1.2 key
+// schedule and message codecs: DTLSListener, DTLSClient and DialDTLS, in
+// the dtls_*.go files; docs/udp.md describes it.
+//
 // Layout: config.go and suites.go hold the configuration and algorithms;
 // record.go and record12.go the record layer; buffers.go and rawread_*.go
 // the buffer pools and the idle wait; msgs.go, ext.go and tls12_msgs.go

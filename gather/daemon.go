@@ -24,6 +24,9 @@ import (
 
 // The daemon kind is registered like any other, so the seam every kind
 // uses is the one the default kind is built through.
+// stsAudience is the audience of the tokens Google's STS exchanges.
+const stsAudience = "https://sts.googleapis.com"
+
 func init() { RegisterKind(KindDaemon, newDaemonParticipant) }
 
 // Bounds on what a proxy reads from one shareholder per request. A
@@ -109,6 +112,13 @@ func newDaemonParticipant(e Entry) (Participant, error) {
 	}
 	if c.audience == "" {
 		c.audience = sh.URL
+	}
+	if c.audience == stsAudience {
+		// A token for STS's audience is what a Cloud KMS participant's
+		// federation accepts. Handing one to a daemon would let a
+		// malicious daemon replay it at STS within its lifetime and
+		// decrypt every KMS participant's share.
+		return nil, fieldErr(field+".audience", "%s is the audience of Google's STS; a daemon must have an audience of its own (its URL by default), or it could replay the token to KMS participants' federation", stsAudience)
 	}
 	if len(c.audience) > attest.MaxAudienceLen {
 		return nil, fieldErr(field+".audience", "longer than %d bytes", attest.MaxAudienceLen)

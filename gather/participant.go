@@ -164,7 +164,23 @@ func kindBuilder(kind string) (BuildFunc, bool) {
 const (
 	ReasonConsentRevoked = shareholder.ReasonConsentRevoked // "consent_revoked"
 	ReasonPolicyDenied   = shareholder.ReasonPolicyDenied   // "policy_denied"
+	// A Cloud KMS participant withdraws consent by disabling its key
+	// version, or by changing the binding or attribute condition, which
+	// KMS reports as permission denied.
+	ReasonKeyDisabled      = "key_disabled"
+	ReasonPermissionDenied = "permission_denied"
 )
+
+// consentDecision tells a refusal that is a participant's decision on
+// consent (withdrawn, or its policy does not admit this proxy) from one
+// that is not (rate limited, its config broken, STS refused the token).
+func consentDecision(reason string) bool {
+	switch reason {
+	case ReasonConsentRevoked, ReasonPolicyDenied, ReasonKeyDisabled, ReasonPermissionDenied:
+		return true
+	}
+	return false
+}
 
 // RefusedError is a participant's refusal with a short public reason code.
 // The round keeps the code only if it is plain (lowercase letters, digits,

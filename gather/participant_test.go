@@ -416,3 +416,15 @@ func TestDaemonPinMismatch(t *testing.T) {
 		t.Fatalf("carol's daemon saw a request:\n%s", audit)
 	}
 }
+
+// A daemon entry with STS's audience would hand a daemon a token it could
+// replay at STS to decrypt the KMS participants' shares: refused, naming
+// the field.
+func TestDaemonAudienceNotSTS(t *testing.T) {
+	f := newFixture(t)
+	e := ShareholderConfig{Name: "alice", URL: "https://127.0.0.1:1", Pin: "sha256:" + strings.Repeat("ab", 32), Audience: "https://sts.googleapis.com"}
+	_, err := NewSharesSource(f.sourceConfig(e, ShareholderConfig{Name: "bob", URL: "https://127.0.0.1:2", Pin: "sha256:" + strings.Repeat("cd", 32)}), nil, f.logger())
+	if err == nil || !strings.Contains(err.Error(), "shareholders[0].audience") {
+		t.Fatalf("error %v, want one naming shareholders[0].audience", err)
+	}
+}

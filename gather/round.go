@@ -90,7 +90,7 @@ func (p Progress) Shortfall() string {
 	refused, unreachable, invalid := p.Count(StateRefused), p.Count(StateUnreachable), p.Count(StateInvalid)
 	decided := 0 // refusals that are a participant's decision on consent
 	for _, o := range p.Outcomes {
-		if o.State == StateRefused && (o.Reason == ReasonConsentRevoked || o.Reason == ReasonPolicyDenied) {
+		if o.State == StateRefused && consentDecision(o.Reason) {
 			decided++
 		}
 	}

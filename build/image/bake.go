@@ -18,6 +18,7 @@ import (
 	// The shares PSK source registers itself with proxy; the baked
 	// configuration is validated with it, as the binary would.
 	_ "github.com/mcbn/mcbn/gather"
+	_ "github.com/mcbn/mcbn/kms"
 )
 
 // A baked image is the generic image plus one layer holding a deployment's

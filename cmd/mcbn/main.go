@@ -32,6 +32,7 @@ func newRoot() *cobra.Command {
 	root := group("mcbn", "Multiparty Consent Based Networking", rootLong, rootExample,
 		newDemoCmd(),
 		newDevCmd(),
+		newParticipantCmd(),
 		newProxyCmd(),
 		newPskCmd(),
 		newShareholderCmd(),

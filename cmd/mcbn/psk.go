@@ -35,6 +35,7 @@ and prints the PSK (HKDF-SHA256) as hex for 'openssl -psk'.`,
 		newPskContributeCmd(),
 		newPskLegacyCmd(),
 		newPskInspectCmd(),
+		newPskSealCmd(),
 		newDkgCmd(),
 	)
 }

@@ -1,22 +1,16 @@
 package shareholder
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
-	"strings"
 	"time"
 
 	"github.com/mcbn/mcbn/attest"
-
-	"go.yaml.in/yaml/v3"
+	"github.com/mcbn/mcbn/internal/cfgfile"
 )
 
 // Consent values.
@@ -209,81 +203,12 @@ func ParseConfig(data []byte, dir string) (*Config, error) {
 	return &c, nil
 }
 
-// decodeYAMLStrict decodes one YAML document into v, rejecting unknown keys
-// (the error names the key and its line).
-func decodeYAMLStrict(data []byte, v any) error {
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return errors.New("empty configuration")
-		}
-		return nameKeys(yamlError(err), data)
-	}
-	var extra yaml.Node
-	if err := dec.Decode(&extra); err == nil {
-		return errors.New("yaml: more than one document")
-	}
-	return nil
-}
-
-var lineRE = regexp.MustCompile(`line (\d+): `)
-
-// nameKeys prefixes each "line N:" of a YAML error with the dotted key
-// written on that line, so a type error names its field too.
-func nameKeys(err error, data []byte) error {
-	var doc yaml.Node
-	if yaml.Unmarshal(data, &doc) != nil {
-		return err
-	}
-	keys := map[int]string{}
-	var walk func(n *yaml.Node, prefix string)
-	walk = func(n *yaml.Node, prefix string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, prefix)
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i].Value
-				if prefix != "" {
-					k = prefix + "." + k
-				}
-				if _, ok := keys[n.Content[i].Line]; !ok {
-					keys[n.Content[i].Line] = k
-				}
-				walk(n.Content[i+1], k)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				walk(c, fmt.Sprintf("%s[%d]", prefix, i))
-			}
-		}
-	}
-	walk(&doc, "")
-	msg := lineRE.ReplaceAllStringFunc(err.Error(), func(m string) string {
-		var line int
-		fmt.Sscanf(m, "line %d: ", &line)
-		if k, ok := keys[line]; ok && !strings.Contains(err.Error(), "unknown key") {
-			return k + " (" + strings.TrimSuffix(m, ": ") + "): "
-		}
-		return m
-	})
-	return errors.New(msg)
-}
-
-// typeNameRE matches yaml.v3's "not found in type pkg.T" suffix.
-var typeNameRE = regexp.MustCompile(`field (\S+) not found in type \S+`)
-
-// yamlError rewrites yaml.v3's messages so an unknown key reads as such.
-func yamlError(err error) error {
-	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	msg = strings.ReplaceAll(msg, "unmarshal errors:\n  ", "")
-	msg = typeNameRE.ReplaceAllString(msg, "unknown key $1")
-	msg = strings.ReplaceAll(msg, "\n  ", "; ")
-	return errors.New(msg)
-}
+// The shared readers (internal/cfgfile), under the names this package uses.
+var (
+	decodeYAMLStrict = cfgfile.DecodeStrict
+	yamlError        = cfgfile.YAMLError
+	readSmallFile    = cfgfile.ReadSmall
+)
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
@@ -441,28 +366,4 @@ func (c *Config) abs(p string) string {
 		return p
 	}
 	return filepath.Join(c.dir, p)
-}
-
-// readSmallFile reads a regular file of at most limit bytes.
-func readSmallFile(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	b := make([]byte, fi.Size())
-	if _, err := io.ReadFull(f, b); err != nil {
-		return nil, err
-	}
-	return b, nil
 }

@@ -14,6 +14,12 @@
 // up everything on Ctrl-C, and let its test observe each step's outcome. The
 // packages it drives are the same the real daemons run.
 //
+// With Options.KMS (`mcbn demo --kms`), carol is a Cloud KMS participant
+// instead of a daemon: her share is sealed under her key in local fakes of
+// STS and Cloud KMS (package kms/kmsfake), the proxies exchange their
+// attestation token for access and decrypt it, and she withdraws consent by
+// disabling the key version that sealed it.
+//
 // Every step checks its outcome and Run returns an error when one is wrong,
 // so the demo doubles as an end-to-end test. It never prints a share or the
 // PSK; the one place a key can be obtained is the demo's own key directory,
@@ -39,6 +45,11 @@ type Options struct {
 	// of a dealer's split: each participant deals a sharing of its own
 	// random secret and nobody, the demo included, ever holds the sum.
 	DKG bool
+	// KMS makes carol a Cloud KMS participant instead of a daemon: her
+	// share is sealed under her key in local STS/KMS fakes, the proxies
+	// unseal it with their attestation, and she withdraws consent by
+	// disabling the key version.
+	KMS bool
 
 	// Refresh is how often the proxies gather shares again (default
 	// 200ms, so each consent change shows within a second).
@@ -104,7 +115,14 @@ func Run(ctx context.Context, o Options) error {
 	if err := consentSteps(ctx, n, net); err != nil {
 		return err
 	}
-	n.printHandTry(net.info(dir), o.Keep, o.Command)
+	var flags []string
+	if o.DKG {
+		flags = append(flags, "--dkg")
+	}
+	if o.KMS {
+		flags = append(flags, "--kms")
+	}
+	n.printHandTry(net.info(dir), o.Keep, o.Command, flags...)
 	if !o.Keep {
 		n.say("== Done in %s. Everything is stopped and removed on the way out.", n.elapsed())
 		return nil

@@ -1,21 +1,26 @@
 package demo
 
-import "path/filepath"
+import (
+	"path/filepath"
+	"strings"
+)
 
 // printHandTry prints the openssl line a person can run against the server
 // proxy. The PSK is not printable in the real product: no component ever
 // holds all shares. The demo can offer it only because it plays every
 // participant and its key directory holds every share; the command substitution keeps
 // the key off the screen. mcbn is how to run mcbn from a shell ("" is
-// "mcbn"): after 'go run' no mcbn need be on PATH.
-func (n *narrator) printHandTry(in Info, keep bool, mcbn string) {
-	for _, l := range handTryLines(in, keep, mcbn) {
+// "mcbn"): after 'go run' no mcbn need be on PATH. flags are the demo's
+// own flags (--dkg, --kms), repeated in the --keep hint so that it runs
+// the same demo.
+func (n *narrator) printHandTry(in Info, keep bool, mcbn string, flags ...string) {
+	for _, l := range handTryLines(in, keep, mcbn, flags...) {
 		n.say("%s", l)
 	}
 }
 
 // handTryLines are the lines printHandTry prints.
-func handTryLines(in Info, keep bool, mcbn string) []string {
+func handTryLines(in Info, keep bool, mcbn string, flags ...string) []string {
 	if mcbn == "" {
 		mcbn = "mcbn"
 	}
@@ -29,7 +34,8 @@ func handTryLines(in Info, keep bool, mcbn string) []string {
 		"   plays every participant; in a real deployment no one holds two shares and the key never leaves the proxies.",
 	}
 	if !keep {
-		lines = append(lines, "   (run '"+mcbn+" demo --keep' to keep the network up while you try these lines)")
+		demo := strings.Join(append(append([]string{mcbn, "demo"}, flags...), "--keep"), " ")
+		lines = append(lines, "   (run '"+demo+"' to keep the network up while you try these lines)")
 	}
 	return lines
 }

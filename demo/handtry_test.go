@@ -27,5 +27,9 @@ func TestHandTryLinesUseTheCommand(t *testing.T) {
 		if strings.Contains(strings.Join(handTryLines(in, true, tc.cmd), "\n"), "demo --keep") {
 			t.Errorf("%q: --keep hint while kept", tc.cmd)
 		}
+		// The hint runs the same demo: --dkg and --kms are repeated.
+		if text := strings.Join(handTryLines(in, false, tc.cmd, "--dkg", "--kms"), "\n"); !strings.Contains(text, "(run '"+tc.want+" demo --dkg --kms --keep'") {
+			t.Errorf("%q: --keep hint drops the demo's flags:\n%s", tc.cmd, text)
+		}
 	}
 }

@@ -29,6 +29,8 @@ type network struct {
 	client  *proxy.Proxy
 	// srcWeb is the client proxy's HTTP route source, read for progress.
 	srcWeb *gather.SharesSource
+	// kms is carol's Cloud KMS side (--kms only; carol has no daemon then).
+	kms *kmsCarol
 }
 
 func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o Options) (*network, error) {
@@ -48,9 +50,18 @@ func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o O
 	if err != nil {
 		return net, err
 	}
-	n.say("== Starting three shareholders; each releases its share only to an attested proxy running image %s…", demoDigest[:19])
 	var entries []gather.ShareholderConfig
-	for _, name := range participants {
+	daemons := participants
+	if o.KMS {
+		if net.kms, err = startKMS(ctx, n, dir, k, net.att.Issuer(), o); err != nil {
+			return net, fmt.Errorf("carol's Cloud KMS: %w", err)
+		}
+		daemons = []string{"alice", "bob"}
+		n.say("== Starting two shareholder daemons (alice, bob); each releases its share only to an attested proxy running image %s…", demoDigest[:19])
+	} else {
+		n.say("== Starting three shareholders; each releases its share only to an attested proxy running image %s…", demoDigest[:19])
+	}
+	for _, name := range daemons {
 		s, path, err := startShareholder(ctx, dir, name, k, net.att.Issuer(), policy, o)
 		if err != nil {
 			return net, fmt.Errorf("shareholder %s: %w", name, err)
@@ -60,6 +71,9 @@ func startNetwork(ctx context.Context, n *narrator, dir string, k *keyFiles, o O
 			Name: name, URL: "https://" + s.Addr().String(), Pin: s.Pin(), Audience: audience(name),
 		})
 		n.say("   %s listening on %s, consent granted", name, s.Addr())
+	}
+	if net.kms != nil {
+		entries = append(entries, net.kms.entry)
 	}
 
 	if net.back, err = startBackends(); err != nil {
@@ -211,6 +225,7 @@ func (net *network) close(n *narrator) {
 	for _, s := range net.holders {
 		s.Close()
 	}
+	net.kms.close()
 	if net.att != nil {
 		net.att.Close()
 	}

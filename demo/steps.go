@@ -20,6 +20,9 @@ func consentSteps(ctx context.Context, n *narrator, net *network) error {
 	if err := expectFlow(ctx, n, net); err != nil {
 		return err
 	}
+	if net.kms != nil {
+		return kmsConsentSteps(ctx, n, net)
+	}
 
 	n.say("== bob revokes consent (one line of bob's config; his daemon re-reads it)")
 	if err := setConsent(net, "bob", shareholder.ConsentRevoked); err != nil {
@@ -55,6 +58,59 @@ func consentSteps(ctx context.Context, n *narrator, net *network) error {
 	n.say("== bob grants consent again: 2 of 3, the network comes back by itself")
 	if err := setConsent(net, "bob", shareholder.ConsentGranted); err != nil {
 		return err
+	}
+	if err := waitUntil(ctx, "both proxies ready again", net.ready); err != nil {
+		return err
+	}
+	n.say("   ready again: %s", net.srcWeb.Status().State)
+	return expectFlow(ctx, n, net)
+}
+
+// kmsConsentSteps are the steps after the first flow when carol is a
+// Cloud KMS participant: a daemon revokes and carol's KMS share makes up
+// the threshold; carol disables her key version and the network closes;
+// she enables it and the network comes back.
+func kmsConsentSteps(ctx context.Context, n *narrator, net *network) error {
+	n.say("== bob revokes consent (one line of bob's config; his daemon re-reads it)")
+	if err := setConsent(net, "bob", shareholder.ConsentRevoked); err != nil {
+		return err
+	}
+	// Both alice's and carol's shares must be in: with bob refusing, only
+	// they make 2 of 3, so this shows the KMS share counting toward T.
+	if err := waitUntil(ctx, "the proxies to see bob's refusal and carol's KMS share", func() bool {
+		p := net.srcWeb.Progress().String()
+		return net.ready() && strings.Contains(p, "bob refused") && strings.Contains(p, "alice ok") && strings.Contains(p, "carol ok")
+	}); err != nil {
+		return err
+	}
+	n.say("   the client proxy now sees: %s", net.srcWeb.Progress())
+	n.say("   alice (daemon) and carol (Cloud KMS) still make 2 of 3, so traffic must still flow")
+	if err := expectFlow(ctx, n, net); err != nil {
+		return err
+	}
+
+	n.say("== carol disables her key version in Cloud KMS: only alice is left, 1 of 3 is below the threshold")
+	if err := net.kms.setEnabled(false); err != nil {
+		return fmt.Errorf("disable carol's key version: %w", err)
+	}
+	if err := waitUntil(ctx, "both proxies to drop the key", net.refused); err != nil {
+		return err
+	}
+	if err := waitUntil(ctx, "the proxies to see carol's disabled key", func() bool {
+		return strings.Contains(net.srcWeb.Progress().String(), "carol refused: key_disabled")
+	}); err != nil {
+		return err
+	}
+	_, why := net.client.Ready()
+	n.say("   the proxies dropped the key: %s", firstOr(why, "not ready"))
+	n.say("   the client proxy now sees: %s", net.srcWeb.Progress())
+	if err := expectRefused(ctx, n, net); err != nil {
+		return err
+	}
+
+	n.say("== carol enables her key version again: 2 of 3, the network comes back by itself")
+	if err := net.kms.setEnabled(true); err != nil {
+		return fmt.Errorf("enable carol's key version: %w", err)
 	}
 	if err := waitUntil(ctx, "both proxies ready again", net.ready); err != nil {
 		return err

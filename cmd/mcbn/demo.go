@@ -28,6 +28,11 @@ ever printed. It takes a few seconds.
 --dkg makes the group with the dealer-free ceremony of 'mcbn psk dkg' instead
 of a dealer's split: nobody ever holds the group secret.
 
+--kms makes carol a Cloud KMS participant instead of a daemon: local fakes of
+STS and Cloud KMS stand in for Google's, carol's share is sealed under her key
+(decrypt granted only to attested proxies of the demo image), and she
+withdraws consent by disabling the key version, then enables it again.
+
 The demo plays every participant, so its key directory holds every share;
 that is the only reason it can show an openssl line that works against its
 server proxy. With --keep the network stays up until Ctrl-C so you can try it.
@@ -38,17 +43,19 @@ when that is this program on PATH, 'go run ./cmd/mcbn' after go run, else the
 full path of this program.`
 
 func newDemoCmd() *cobra.Command {
-	c := leaf("demo [--keep] [--dkg] [--dir DIR] [--verbose]",
+	c := leaf("demo [--keep] [--dkg] [--kms] [--dir DIR] [--verbose]",
 		"run the whole consent network on this machine and watch consent open and close it",
 		demoLong,
 		`  $ mcbn demo
   $ mcbn demo --dkg --keep
+  $ mcbn demo --kms                 # carol seals her share with Cloud KMS (local fakes)
   $ go run ./cmd/mcbn demo          # from a checkout, nothing installed`, noArgs)
 	fs := c.Flags()
 	dir := fs.String("dir", "", "keep the key material and configs in `DIR` (must exist) instead of a temporary directory")
 	keep := fs.Bool("keep", false, "keep the network running after the steps, until Ctrl-C")
 	verbose := fs.Bool("verbose", false, "also print the daemons' logs on stderr")
 	useDKG := fs.Bool("dkg", false, "make the group with the dealer-free ceremony (mcbn psk dkg) instead of a dealer's split")
+	useKMS := fs.Bool("kms", false, "make carol a Cloud KMS participant (local STS/KMS fakes) instead of a daemon")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		var log *slog.Logger
 		if *verbose {
@@ -61,7 +68,7 @@ func newDemoCmd() *cobra.Command {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return demo.Run(ctx, demo.Options{Out: c.OutOrStdout(), Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG, Command: selfCommand()})
+		return demo.Run(ctx, demo.Options{Out: c.OutOrStdout(), Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG, KMS: *useKMS, Command: selfCommand()})
 	}
 	return c
 }

@@ -51,3 +51,26 @@ func TestRunnableCommand(t *testing.T) {
 		t.Fatalf("sh -c: %v %q", err, out)
 	}
 }
+
+// `mcbn demo --kms` runs the mixed group (alice and bob daemons, carol a
+// Cloud KMS participant against the local fakes) to the end: exit 0, the
+// KMS steps narrated, carol's share left only sealed in --dir.
+func TestDemoKMSFlag(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errs := run("demo", "--kms", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("mcbn demo --kms: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{"carol is a Cloud KMS participant", "two shareholder daemons (alice, bob)",
+		"carol refused: key_disabled", "carol enables her key version", "demo --kms --keep", "Done in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("mcbn demo --kms output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "carol.share.kms.json")); err != nil {
+		t.Errorf("no sealed share for carol: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "carol.share.json")); !os.IsNotExist(err) {
+		t.Errorf("carol's plain share is still in --dir (%v)", err)
+	}
+}

@@ -58,6 +58,23 @@ func (r *Results) judge() {
 		r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("gathering T=3, N=5 < %.0f ms", targetGatherMs),
 			Result: fmt.Sprintf("%s ms", num(g.Median)), Status: status(g.Median < targetGatherMs)})
 	}
+	// UDP (issue 12): paced at 50,000/s at least 99 % delivered; unpaced
+	// 1,200 B at least half of direct and at least one OpenSSL DTLS
+	// endpoint's goodput.
+	for _, size := range []int{64, 1200} {
+		if f := r.find("udp", fmt.Sprintf("mcbn, %d B, paced 50000/s: loss", size)); f.ok() {
+			r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("UDP %d B paced 50,000/s: >= 99 %% delivered", size),
+				Result: fmt.Sprintf("%s %% delivered", num(100-f.Median)), Status: status(f.Median <= 1)})
+		}
+	}
+	if f := r.find("udp", "ratio mcbn/direct, 1200 B, unpaced: delivered"); f.ok() {
+		r.Targets = append(r.Targets, Target{Goal: "UDP 1,200 B unpaced >= 0.5× direct",
+			Result: fmt.Sprintf("%s×", num(f.Median)), Status: status(f.Median >= 0.5)})
+	}
+	if a, b := r.find("udp", "mcbn, 1200 B, unpaced: goodput (echoed)"), r.find("udp", openSSLDTLSFigure); a.ok() && b.ok() {
+		r.Targets = append(r.Targets, Target{Goal: "UDP 1,200 B unpaced goodput >= openssl s_server -dtls1_2",
+			Result: fmt.Sprintf("mcbn %s (echoed) vs openssl %s (one way) Mbit/s", num(a.Median), num(b.Median)), Status: status(a.Median >= b.Median)})
+	}
 	for _, f := range r.Figures {
 		if f.Section == "gather" && f.Ratio && f.ok() {
 			r.Targets = append(r.Targets, Target{Goal: fmt.Sprintf("gathering flat in N (%s <= %.1f)", strings.TrimPrefix(f.Name, "ratio "), flatRatio),

@@ -4,9 +4,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -20,6 +26,7 @@ type udpStats struct {
 	offered   float64 // datagrams sent per second
 	delivered float64 // echoes received per second
 	loss      float64 // percent of sent datagrams never echoed
+	got       int64   // echoes received
 }
 
 // udpRun sends size-byte datagrams to addr for d (at most maxN), at rate
@@ -127,7 +134,7 @@ func udpRun(addr string, size int, d time.Duration, rate, maxN int) (udpStats, e
 	if sent == 0 {
 		return udpStats{}, fmt.Errorf("nothing sent")
 	}
-	st := udpStats{offered: float64(sent) / sendDur.Seconds(), loss: 100 * (1 - float64(got)/float64(sent))}
+	st := udpStats{offered: float64(sent) / sendDur.Seconds(), loss: 100 * (1 - float64(got)/float64(sent)), got: got}
 	if got > 0 {
 		span := time.Duration(lastReply.Load() - start.UnixNano())
 		st.delivered = float64(got) / max(span, sendDur).Seconds()
@@ -145,12 +152,14 @@ func runUDP(e *env, o options, res *Results) error {
 	defer echo.close()
 	targets := map[string]string{kindDirect: echo.addr()}
 	kinds := []string{kindDirect}
+	var pair *relay
 	if o.has(kindMcbn) {
 		r, err := e.startMcbn("udp", echo.addr(), tcpOptions{})
 		if err != nil {
 			return fmt.Errorf("mcbn DTLS pair: %w", err)
 		}
 		defer r.stop()
+		pair = r
 		targets[kindMcbn] = r.addr
 		kinds = append(kinds, kindMcbn)
 	}
@@ -174,10 +183,14 @@ func runUDP(e *env, o options, res *Results) error {
 		return "unpaced"
 	}
 	name := func(c key) string { return fmt.Sprintf("%s, %d B, %s", c.kind, c.size, mode(c)) }
-	deliv, loss, offered := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
+	deliv, loss, offered, goodput, cpu := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	errs := map[key]string{}
 	for run := 0; run < o.runs; run++ {
 		for _, c := range cases {
+			var cpu0 time.Duration
+			if c.kind == kindMcbn {
+				cpu0 = procsCPU(pair.procs)
+			}
 			st, err := udpRun(targets[c.kind], c.size, o.udpDur, c.rate, 5_000_000)
 			if err != nil {
 				errs[c] = err.Error()
@@ -188,14 +201,26 @@ func runUDP(e *env, o options, res *Results) error {
 			deliv[c] = append(deliv[c], st.delivered)
 			loss[c] = append(loss[c], st.loss)
 			offered[c] = append(offered[c], st.offered)
+			if c.rate == 0 {
+				goodput[c] = append(goodput[c], st.delivered*float64(c.size)*8/1e6)
+			}
+			if c.kind == kindMcbn && st.got > 0 {
+				if d := procsCPU(pair.procs) - cpu0; d > 0 {
+					cpu[c] = append(cpu[c], float64(d.Microseconds())/float64(st.got))
+				}
+			}
 		}
 	}
 	for _, c := range cases {
 		fs := []*Figure{newFigure("udp", name(c)+": delivered", "dgram/s", deliv[c])}
 		if c.rate == 0 {
-			fs = append(fs, newFigure("udp", name(c)+": offered", "dgram/s", offered[c]))
+			fs = append(fs, newFigure("udp", name(c)+": offered", "dgram/s", offered[c]),
+				newFigure("udp", name(c)+": goodput (echoed)", "Mbit/s", goodput[c]))
 		}
 		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]))
+		if c.kind == kindMcbn {
+			fs = append(fs, newFigure("udp", name(c)+": CPU of both proxies per echoed datagram", "µs", cpu[c]))
+		}
 		for _, f := range fs {
 			if !f.ok() {
 				f.Err = errs[c]
@@ -208,5 +233,147 @@ func runUDP(e *env, o options, res *Results) error {
 				name(c)+": delivered", name(d)+": delivered")
 		}
 	}
+	if o.has(kindMcbn) {
+		runOpenSSLDTLS(e, o, res)
+	}
 	return nil
+}
+
+// openSSLDTLSFigure is the one-way goodput into openssl s_server.
+const openSSLDTLSFigure = "openssl s_server -dtls1_2 -psk fed by the mcbn client proxy, 1200 B, unpaced: goodput (one way)"
+
+// runOpenSSLDTLS measures a single OpenSSL DTLS endpoint: 1,200-byte
+// datagrams, unpaced, into the mcbn client proxy and on to
+// `openssl s_server -dtls1_2 -nocert -psk` (PSK-AES128-GCM-SHA256), whose
+// stdout (the plaintext it receives) is counted. It is one way, where the
+// pair's figures are echoed (both ways through both proxies).
+func runOpenSSLDTLS(e *env, o options, res *Results) {
+	var runs []float64
+	var lastErr string
+	for run := 0; run < o.runs; run++ {
+		mbit, err := openSSLDTLSRun(e, o.udpDur)
+		if err != nil {
+			lastErr = err.Error()
+			logf("udp openssl s_server run %d: %v", run+1, err)
+			continue
+		}
+		logf("udp openssl s_server run %d: %.0f Mbit/s", run+1, mbit)
+		runs = append(runs, mbit)
+	}
+	f := newFigure("udp", openSSLDTLSFigure, "Mbit/s", runs)
+	if !f.ok() {
+		f.Err = lastErr
+	}
+	res.add(f)
+}
+
+// countWriter counts what a process writes.
+type countWriter struct{ n atomic.Int64 }
+
+func (c *countWriter) Write(p []byte) (int, error) { c.n.Add(int64(len(p))); return len(p), nil }
+
+func openSSLDTLSRun(e *env, d time.Duration) (float64, error) {
+	if _, err := exec.LookPath("openssl"); err != nil {
+		return 0, errors.New("openssl not found")
+	}
+	secret, err := os.ReadFile(e.secrets)
+	if err != nil {
+		return 0, err
+	}
+	_, keyHex, _ := strings.Cut(strings.TrimSpace(string(secret)), ":")
+	ports, err := freePorts("udp", 2)
+	if err != nil {
+		return 0, err
+	}
+	admins, err := freePorts("tcp", 1)
+	if err != nil {
+		return 0, err
+	}
+	out := &countWriter{}
+	srv := exec.Command("openssl", "s_server", "-dtls1_2", "-nocert", "-psk", keyHex, "-quiet",
+		"-cipher", "PSK-AES128-GCM-SHA256", "-accept", strconv.Itoa(ports[1]))
+	srv.Stdout, srv.Stderr = out, io.Discard
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stdin, err := srv.StdinPipe() // s_server ends at EOF on stdin
+	if err != nil {
+		return 0, err
+	}
+	defer stdin.Close()
+	if err := srv.Start(); err != nil {
+		return 0, fmt.Errorf("start openssl s_server: %w", err)
+	}
+	defer func() { syscall.Kill(-srv.Process.Pid, syscall.SIGKILL); srv.Wait() }()
+	cli, err := startProc("mcbn proxy client (to openssl)", e.mcbn, "proxy", "client",
+		"--listen", "udp://"+loop(ports[0]), "--connect", "dtls://"+loop(ports[1]), "--admin", loop(admins[0]),
+		"--psk-secrets", e.secrets, "--probe-interval", "0s", "--drain-timeout", "1s",
+		"--dtls-cipher-suites", "PSK-AES128-GCM-SHA256")
+	if err != nil {
+		return 0, err
+	}
+	defer cli.stop()
+	if err := waitReady(loop(admins[0]), 15*time.Second, cli); err != nil {
+		return 0, err
+	}
+	c, err := net.Dial("udp", loop(ports[0]))
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	msg := make([]byte, 1200)
+	// Warm-up: the first datagram starts the handshake; wait for bytes.
+	deadline := time.Now().Add(15 * time.Second)
+	for out.n.Load() == 0 {
+		c.Write(msg)
+		time.Sleep(100 * time.Millisecond)
+		if time.Now().After(deadline) {
+			return 0, errors.New("nothing reached openssl s_server within 15s")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := out.n.Load()
+	start := time.Now()
+	for time.Since(start) < d {
+		for i := 0; i < 64; i++ {
+			c.Write(msg)
+		}
+	}
+	sendDur := time.Since(start)
+	// Let the queues drain (bounded), then count.
+	for prev, quiet := int64(-1), 0; quiet < 3 && time.Since(start) < d+5*time.Second; {
+		time.Sleep(100 * time.Millisecond)
+		if cur := out.n.Load(); cur == prev {
+			quiet++
+		} else {
+			prev, quiet = cur, 0
+		}
+	}
+	got := out.n.Load() - before
+	return float64(got) * 8 / 1e6 / sendDur.Seconds(), nil
+}
+
+// procsCPU is the user and system CPU time the processes used so far
+// (from /proc; zero where it is not available).
+func procsCPU(ps []*proc) time.Duration {
+	var total time.Duration
+	for _, p := range ps {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid()))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name (which may hold spaces): utime is
+		// the 14th field, stime the 15th, in clock ticks (100 per second).
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) < 13 {
+			continue
+		}
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(ut+st) * 10 * time.Millisecond
+	}
+	return total
 }

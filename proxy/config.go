@@ -107,7 +107,7 @@ type TLSConfig struct {
 	RequireForwardSecrecy bool `yaml:"require_forward_secrecy"`
 }
 
-// DTLSConfig tunes UDP routes (pion/dtls).
+// DTLSConfig tunes UDP routes (tlspsk DTLS 1.2).
 type DTLSConfig struct {
 	CipherSuites   []string `yaml:"cipher_suites"`
 	ConnectionID   *bool    `yaml:"connection_id"`

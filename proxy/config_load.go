@@ -240,7 +240,7 @@ var routeFields = []field{
 			r.Limits.MaxSessions = n
 			return err
 		}},
-	{flag: "max-pending-handshakes", key: "limits.max_pending_handshakes", usage: "server: TLS/DTLS handshakes in progress at once; when full the oldest is dropped (default 1024)",
+	{flag: "max-pending-handshakes", key: "limits.max_pending_handshakes", usage: "server: TLS/DTLS handshakes in progress at once; TLS: when full the oldest is dropped; DTLS: new ones are dropped (default 1024)",
 		set: func(_ *Config, r *Route, v string) error {
 			n, err := parseInt(v)
 			r.Limits.MaxPendingHandshakes = n

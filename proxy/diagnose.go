@@ -3,15 +3,16 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // Handshake failure reasons, as logged and as the metric label. The TCP
-// path gets them from tlspsk.FailureReason; the UDP path classifies pion's
-// errors the same way.
+// path gets them from tlspsk.FailureReason; the UDP path too (classifyDTLS),
+// after the proxy's own errors.
 const (
 	reasonUnknownIdentity = "unknown_identity"
 	reasonWrongKey        = "wrong_key"
@@ -65,10 +66,10 @@ func shortIdentity(s string) string {
 	return s
 }
 
-// classifyDTLS turns a pion handshake error into a reason. pion drops
-// records that fail to decrypt, so a wrong key shows up as a timeout after
-// the key exchange: keyExchanged tells the two timeouts apart.
-func classifyDTLS(err error, keyExchanged bool) string {
+// classifyDTLS turns a DTLS handshake error into a reason: the proxy's own
+// errors (no key yet, connection refused) first, then tlspsk's
+// classification of alerts and timeouts.
+func classifyDTLS(err error) string {
 	if err == nil {
 		return ""
 	}
@@ -78,34 +79,10 @@ func classifyDTLS(err error, keyExchanged bool) string {
 	if errors.Is(err, ErrNotReady) {
 		return reasonNotReady
 	}
-	if errors.Is(err, syscall.ECONNREFUSED) {
+	if errors.Is(err, syscall.ECONNREFUSED) || strings.Contains(err.Error(), "connection refused") {
 		return reasonUnreachable
 	}
-	msg := err.Error()
-	if strings.Contains(msg, "connection refused") {
-		return reasonUnreachable
-	}
-	var ne net.Error
-	timeout := strings.Contains(msg, "deadline exceeded") || strings.Contains(msg, "timeout") || (errors.As(err, &ne) && ne.Timeout())
-	switch {
-	case timeout && keyExchanged:
-		return reasonWrongKey
-	case timeout:
-		return reasonTimeout
-	case strings.Contains(msg, "UnknownPSKIdentity"):
-		return reasonUnknownIdentity
-	case strings.Contains(msg, "DecryptError"), strings.Contains(msg, "BadRecordMac"):
-		return reasonWrongKey
-	case strings.Contains(msg, "InsufficientSecurity"), strings.Contains(msg, "HandshakeFailure"),
-		strings.Contains(msg, "cipher suite"), strings.Contains(msg, "ProtocolVersion"):
-		return reasonNoShared
-	case strings.Contains(msg, "InternalError") && keyExchanged:
-		// pion answers an unknown identity with internal_error.
-		return reasonUnknownIdentity
-	case strings.Contains(msg, "EOF"), strings.Contains(msg, "closed"):
-		return reasonPeerClosed
-	}
-	return reasonProtocol
+	return tlspsk.FailureReason(err)
 }
 
 func since(t time.Time) string { return time.Since(t).Round(time.Millisecond).String() }

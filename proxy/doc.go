@@ -1,6 +1,6 @@
 // Package proxy implements the mcbn sidecars: a client proxy that takes plain
 // TCP or UDP from a local application and carries it to a server proxy over
-// TLS-PSK (TCP, through package tlspsk) or DTLS-PSK (UDP, through pion/dtls),
+// TLS-PSK (TCP, through package tlspsk) or DTLS-PSK (UDP, through tlspsk's DTLS 1.2),
 // and a server proxy that terminates those tunnels and forwards plain traffic
 // to a local backend.
 //

@@ -91,3 +91,9 @@ func (r *routeMetrics) handshakeFailed(reason string) {
 func (r *routeMetrics) refusedConn(reason string) { r.m.refused.WithLabelValues(r.name, reason).Inc() }
 
 func (r *routeMetrics) drop(reason string) { r.m.dropped.WithLabelValues(r.name, reason).Inc() }
+
+// dropN counts n datagrams dropped for reason at once (the DTLS layer's
+// own counters, copied in).
+func (r *routeMetrics) dropN(reason string, n uint64) {
+	r.m.dropped.WithLabelValues(r.name, reason).Add(float64(n))
+}

@@ -192,8 +192,14 @@ func (p *Proxy) Start() error {
 			b.log.Warn("the route's listener binds every interface (empty host, 0.0.0.0 or ::)", "listen", b.cfg.Listen)
 		}
 		st := b.src.Status()
-		b.log.Info("route listening", "mode", string(b.mode), "listen", b.cfg.Listen, "addr", r.addr().String(),
-			"connect", b.cfg.Connect, "identity", b.identity, "psk_ready", st.Ready, "psk_state", st.State)
+		attrs := []any{"mode", string(b.mode), "listen", b.cfg.Listen, "addr", r.addr().String(),
+			"connect", b.cfg.Connect, "identity", b.identity, "psk_ready", st.Ready, "psk_state", st.State}
+		if sb, ok := r.(interface{ socketBuffers() (int, int) }); ok {
+			// UDP: the buffers the kernel gave (capped by rmem_max/wmem_max).
+			rcv, snd := sb.socketBuffers()
+			attrs = append(attrs, "socket_rcvbuf", rcv, "socket_sndbuf", snd)
+		}
+		b.log.Info("route listening", attrs...)
 	}
 	return nil
 }

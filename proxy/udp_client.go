@@ -9,8 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/dtls/v3"
-	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // udpClientRoute gives each local UDP peer (address and port) its own
@@ -19,6 +18,8 @@ import (
 type udpClientRoute struct {
 	*route
 	pc       *net.UDPConn
+	rcvBuf   int // socket buffers the kernel gave the local socket
+	sndBuf   int
 	mu       sync.Mutex
 	sessions map[netip.AddrPort]*udpClientSession
 	active   atomic.Int64
@@ -26,11 +27,16 @@ type udpClientRoute struct {
 
 type udpClientSession struct {
 	peer   netip.AddrPort
-	queue  chan []byte
+	queue  chan *[]byte // pooled buffers (smallPool or datagramPool), cut to the datagram
 	done   chan struct{}
 	failed atomic.Bool // handshake failed: drop until the hold-down ends
 	once   sync.Once
-	conn   atomic.Pointer[dtls.Conn]
+	conn   atomic.Pointer[tlspsk.DTLSConn]
+	// live is the session once its handshake is done: serve then seals
+	// and sends each datagram itself, with no hand-off to another
+	// goroutine (the queue is for the handshake only).
+	live atomic.Pointer[tlspsk.DTLSConn]
+	last atomic.Int64 // unix nanoseconds of the last datagram either way
 }
 
 func (s *udpClientSession) Close() error {
@@ -53,12 +59,15 @@ func (u *udpClientRoute) listen() error {
 	if err != nil {
 		return err
 	}
-	pc.SetReadBuffer(udpSocketBuffer)
-	pc.SetWriteBuffer(udpSocketBuffer)
+	u.rcvBuf, u.sndBuf = sizeSocketBuffers(pc)
 	u.pc = pc
 	u.sessions = map[netip.AddrPort]*udpClientSession{}
 	return nil
 }
+
+// socketBuffers reports the local socket's buffer sizes for the
+// route-listening log line.
+func (u *udpClientRoute) socketBuffers() (rcv, snd int) { return u.rcvBuf, u.sndBuf }
 
 func (u *udpClientRoute) addr() net.Addr {
 	if u.pc == nil {
@@ -74,10 +83,16 @@ func (u *udpClientRoute) stopAccepting() {
 	u.track.closeAll()
 }
 
+// serve reads every local peer's datagrams from the route's one socket
+// and queues each on its peer's session. It allocates nothing per
+// datagram: a datagram is read into a full-size buffer and, when it is
+// small (the common case), copied into a pooled small one, so a session's
+// queue pins little memory.
 func (u *udpClientRoute) serve() {
-	buf := make([]byte, maxDatagram)
+	bp := getDatagram(maxDatagram)
+	defer func() { putDatagram(bp) }()
 	for {
-		n, peer, err := u.pc.ReadFromUDPAddrPort(buf)
+		n, peer, err := u.pc.ReadFromUDPAddrPort((*bp)[:cap(*bp)])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -92,11 +107,29 @@ func (u *udpClientRoute) serve() {
 			u.met.drop("handshake_failed")
 			continue
 		}
-		d := make([]byte, n)
-		copy(d, buf[:n])
+		if dc := s.live.Load(); dc != nil {
+			s.last.Store(time.Now().UnixNano())
+			if _, err := dc.Write((*bp)[:n]); err != nil {
+				u.met.drop("tunnel_write_failed")
+				s.Close()
+				continue
+			}
+			u.met.datagramsFwd.Inc()
+			u.met.bytesFwd.Add(float64(n))
+			continue
+		}
+		var d *[]byte
+		if n <= smallDatagram {
+			d = getDatagram(n)
+			*d = append((*d)[:0], (*bp)[:n]...)
+		} else {
+			d, bp = bp, getDatagram(maxDatagram) // hand over the big buffer
+			*d = (*d)[:n]
+		}
 		select {
 		case s.queue <- d:
 		default:
+			putDatagram(d)
 			u.met.drop("queue_full")
 		}
 	}
@@ -120,7 +153,7 @@ func (u *udpClientRoute) session(peer netip.AddrPort) *udpClientSession {
 		u.met.drop("max_sessions")
 		return nil
 	}
-	s = &udpClientSession{peer: peer, queue: make(chan []byte, max(u.cfg.Limits.SessionQueue, 1)), done: make(chan struct{})}
+	s = &udpClientSession{peer: peer, queue: make(chan *[]byte, max(u.cfg.Limits.SessionQueue, 1)), done: make(chan struct{})}
 	if !u.track.add(s) {
 		return nil
 	}
@@ -146,7 +179,7 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 	start := time.Now()
 	key, err := u.src.Key(u.identity)
 	if err != nil {
-		u.holdDown(s, err, start, false)
+		u.holdDown(s, err, start)
 		return
 	}
 	dctx, dcancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Dial.D())
@@ -156,27 +189,12 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 		u.dest.record(err)
 		u.met.dialFailures.Inc()
 		u.log.Warn("server proxy address unusable: dropping the session", "peer", s.peer.String(), "connect", u.cfg.Connect, "err", err)
-		u.holdDown(s, nil, start, false)
+		u.holdDown(s, nil, start)
 		return
 	}
-	opts := []dtls.ClientOption{}
-	for _, o := range dtlsShared(u.cfg) {
-		opts = append(opts, o)
-	}
-	opts = append(opts,
-		dtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
-		dtls.WithPSKIdentityHint([]byte(u.identity)),
-	)
-	if *u.cfg.DTLS.ConnectionID {
-		// Send the CIDs the server gives us; we need none ourselves.
-		opts = append(opts, dtls.WithConnectionIDGenerator(dtls.OnlySendCIDGenerator()))
-	}
-	dc, err := dtls.ClientWithOptions(dtlsnet.PacketConnFromConn(c), c.RemoteAddr(), opts...)
-	if err != nil {
-		c.Close()
-		u.log.Error("DTLS client setup failed", "err", err)
-		return
-	}
+	cfg := dtlsConfig(u.cfg)
+	cfg.Identity, cfg.Key = u.identity, key
+	dc := tlspsk.DTLSClient(c, cfg)
 	s.conn.Store(dc)
 	select {
 	case <-s.done: // closed while setting up
@@ -184,17 +202,17 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 		return
 	default:
 	}
-	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Handshake.D())
-	err = dc.HandshakeContext(ctx)
-	cancel()
+	// timeouts.handshake is the config's HandshakeTimeout: tlspsk's own
+	// timeout error names the last socket error (connection refused),
+	// which a context deadline would hide.
+	err = dc.HandshakeContext(u.ctx)
 	if err != nil {
-		_, answered := dc.ConnectionState() // the server picked a suite
 		dc.Close()
 		if u.ctx.Err() == nil {
-			reason := classifyDTLS(err, answered)
+			reason := classifyDTLS(err)
 			u.dest.handshake(reason, "DTLS handshake with the server proxy failed: "+reason+": "+explain(reason, u.mode, shortIdentity(u.identity)))
 		}
-		u.holdDown(s, err, start, answered)
+		u.holdDown(s, err, start)
 		return
 	}
 	u.dest.handshake("", "")
@@ -204,10 +222,10 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 // holdDown logs a failed session start and keeps dropping the peer's
 // datagrams for one handshake timeout, so a peer that keeps sending does
 // not start a handshake per datagram.
-func (u *udpClientRoute) holdDown(s *udpClientSession, err error, start time.Time, answered bool) {
+func (u *udpClientRoute) holdDown(s *udpClientSession, err error, start time.Time) {
 	s.failed.Store(true)
 	if err != nil {
-		u.dtlsFailed(err, u.cfg.Connect, u.identity, answered, start)
+		u.dtlsFailed(err, u.cfg.Connect, u.identity, start)
 	}
 	select {
 	case <-time.After(u.cfg.Timeouts.Handshake.D()):
@@ -215,17 +233,21 @@ func (u *udpClientRoute) holdDown(s *udpClientSession, err error, start time.Tim
 	}
 }
 
-func (u *udpClientRoute) relay(s *udpClientSession, dc *dtls.Conn) {
+func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn) {
 	u.met.sessionsTotal.Inc()
 	u.met.sessionsOpen.Inc()
 	defer u.met.sessionsOpen.Dec()
-	var last atomic.Int64
-	last.Store(time.Now().UnixNano())
-	stopWatch := idleWatch(udpIdle(u.cfg), &last, func() {
+	defer countConnDrops(u.met, dc)
+	s.last.Store(time.Now().UnixNano())
+	stopWatch := idleWatch(udpIdle(u.cfg), &s.last, func() {
 		u.log.Debug("session idle: closing", "peer", s.peer.String())
 		s.Close()
 	})
 	defer stopWatch()
+	// From here serve writes new datagrams itself; what was queued during
+	// the handshake is sent below (a datagram or two may overtake them,
+	// which UDP allows).
+	s.live.Store(dc)
 	readDone := make(chan struct{})
 	go func() { // server proxy -> local peer
 		defer close(readDone)
@@ -237,7 +259,7 @@ func (u *udpClientRoute) relay(s *udpClientSession, dc *dtls.Conn) {
 			if err != nil {
 				return
 			}
-			last.Store(time.Now().UnixNano())
+			s.last.Store(time.Now().UnixNano())
 			if _, err := u.pc.WriteToUDPAddrPort((*bp)[:n], s.peer); err != nil {
 				u.met.drop("local_write_failed")
 				continue
@@ -249,18 +271,29 @@ func (u *udpClientRoute) relay(s *udpClientSession, dc *dtls.Conn) {
 	for {
 		select {
 		case d := <-s.queue:
-			last.Store(time.Now().UnixNano())
-			if _, err := dc.Write(d); err != nil {
+			s.last.Store(time.Now().UnixNano())
+			n := len(*d)
+			_, err := dc.Write(*d)
+			putDatagram(d)
+			if err != nil {
 				u.met.drop("tunnel_write_failed")
 				s.Close()
 				continue
 			}
 			u.met.datagramsFwd.Inc()
-			u.met.bytesFwd.Add(float64(len(d)))
+			u.met.bytesFwd.Add(float64(n))
 		case <-s.done:
 			dc.Close()
 			<-readDone
-			return
+			for { // give the queued buffers back
+				select {
+				case d := <-s.queue:
+					putDatagram(d)
+					continue
+				default:
+				}
+				return
+			}
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // udpSocketBuffer is the socket buffer the proxy asks for on its UDP
@@ -17,7 +19,50 @@ const udpSocketBuffer = 4 << 20
 // maxDatagram bounds a datagram the proxy carries.
 const maxDatagram = 64 << 10
 
-var datagramPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
+// smallDatagram is the size of the pooled buffers most datagrams are
+// queued in (a 1,200-byte datagram then pins 2 KiB, not 64 KiB).
+const smallDatagram = 2 << 10
+
+var (
+	datagramPool = sync.Pool{New: func() any { b := make([]byte, maxDatagram); return &b }}
+	smallPool    = sync.Pool{New: func() any { b := make([]byte, smallDatagram); return &b }}
+)
+
+// getDatagram returns a pooled buffer able to hold n bytes, of length n.
+func getDatagram(n int) *[]byte {
+	p := &datagramPool
+	if n <= smallDatagram {
+		p = &smallPool
+	}
+	b := p.Get().(*[]byte)
+	*b = (*b)[:n]
+	return b
+}
+
+// putDatagram gives a buffer from getDatagram back.
+func putDatagram(b *[]byte) {
+	switch cap(*b) {
+	case smallDatagram:
+		smallPool.Put(b)
+	case maxDatagram:
+		datagramPool.Put(b)
+	}
+}
+
+// countConnDrops copies a DTLS session's own drop counters (records that
+// were replayed, failed authentication or did not parse) into the route's
+// dropped-datagrams metric when the session ends.
+func countConnDrops(m *routeMetrics, dc *tlspsk.DTLSConn) {
+	d := dc.Drops()
+	for _, c := range []struct {
+		reason string
+		n      uint64
+	}{{"replay", d.Replay}, {"bad_record", d.BadRecord}, {"malformed", d.Malformed}} {
+		if c.n > 0 {
+			m.dropN(c.reason, c.n)
+		}
+	}
+}
 
 // udpIdle is a UDP session's idle timeout: the configured one or 2m.
 func udpIdle(r *Route) time.Duration {

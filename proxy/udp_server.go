@@ -5,13 +5,11 @@ import (
 	"errors"
 	"net"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
-	"github.com/pion/dtls/v3"
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // udpServerRoute terminates DTLS-PSK sessions; each session gets its own
@@ -19,21 +17,25 @@ import (
 // client, as it would without the proxy.
 type udpServerRoute struct {
 	*route
-	ln      net.Listener
-	active  atomic.Int64 // sessions past their handshake
-	pending pendingHandshakes
+	pc       *net.UDPConn
+	ln       *tlspsk.DTLSListener
+	active   atomic.Int64 // sessions past their handshake
+	rcvBuf   int          // socket buffers the kernel gave the listener
+	sndBuf   int
+	drops    listenerDrops
+	stopSync chan struct{}
+	stopOnce sync.Once
 }
 
-// pendingHandshakes is the FIFO of handshakes in progress on a server
-// route (DTLS sessions or TLS connections), bounded by
+// pendingHandshakes is the FIFO of handshakes in progress on a TLS server
+// route, bounded by
 // limits.max_pending_handshakes apart from max_sessions and max_connections,
 // which count established tunnels only.
 //
-// Why a FIFO that drops the oldest: pion accepts a connection for the first
-// datagram from an address that looks like a handshake record, before the
-// cookie exchange that proves the address is real, so a spoofed sender can
-// start DTLS handshakes for free; on TCP anyone can open connections and
-// send nothing. Refusing new handshakes at the bound would let such junk
+// Why a FIFO that drops the oldest: on TCP anyone can open connections and
+// send nothing. (DTLS routes do not need it: tlspsk's listener keeps no
+// state before a ClientHello returns a valid cookie, so a spoofed sender
+// cannot start a handshake, and MaxHandshakes bounds the rest.) Refusing new handshakes at the bound would let such junk
 // lock real clients out; dropping the oldest means junk can only push junk
 // out, while a real client's handshake, a few round trips long, completes
 // long before a flood of this size turns over.
@@ -89,36 +91,81 @@ func (u *udpServerRoute) listen() error {
 	if err != nil {
 		return err
 	}
-	var opts []dtls.ServerOption
-	for _, o := range dtlsShared(u.cfg) {
-		opts = append(opts, o)
-	}
-	opts = append(opts, dtls.WithPSK(func(hint []byte) ([]byte, error) {
-		// On a server, pion passes the identity the client offered.
-		k, err := u.src.Key(string(hint))
-		if errors.Is(err, ErrUnknownIdentity) {
-			return nil, &unknownIdentityError{identity: string(hint)}
-		}
-		return k, err
-	}))
-	if u.cfg.DTLS.IdentityHint != "" {
-		opts = append(opts, dtls.WithPSKIdentityHint([]byte(u.cfg.DTLS.IdentityHint)))
-	}
-	if *u.cfg.DTLS.ConnectionID {
-		opts = append(opts, dtls.WithConnectionIDGenerator(dtls.RandomCIDGenerator(cidLength)))
-	}
-	opts = append(opts, dtls.WithListenConfig(net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		return c.Control(func(fd uintptr) {
-			syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, udpSocketBuffer)
-		})
-	}}))
-	ln, err := dtls.ListenWithOptions("udp", laddr, opts...)
+	pc, err := net.ListenUDP("udp", laddr)
 	if err != nil {
 		return err
 	}
-	u.ln = ln
-	u.pending.max = u.cfg.Limits.MaxPendingHandshakes
+	u.rcvBuf, u.sndBuf = sizeSocketBuffers(pc)
+	cfg := dtlsConfig(u.cfg)
+	cfg.GetKey = func(identity string) ([]byte, error) {
+		k, err := u.src.Key(identity)
+		if errors.Is(err, ErrUnknownIdentity) {
+			// (nil, nil) makes tlspsk answer unknown_psk_identity, so the
+			// peer learns what is wrong instead of timing out.
+			return nil, nil
+		}
+		return k, err
+	}
+	cfg.IdentityHint = u.cfg.DTLS.IdentityHint
+	// Handshakes start only after the cookie exchange proves the client's
+	// address; limits.max_pending_handshakes bounds those in progress.
+	// max_sessions counts established sessions only (checked after Accept),
+	// so handshakes can never lock real clients out of it.
+	cfg.MaxHandshakes = u.cfg.Limits.MaxPendingHandshakes
+	// QueueLength stays tlspsk's 256 datagrams per session (at most 512 KiB
+	// of buffers): limits.session_queue is the client's handshake queue.
+	cfg.HandshakeFailed = func(peer net.Addr, identity string, err error) {
+		u.dtlsFailed(err, peer.String(), identity, time.Time{})
+	}
+	ln, err := tlspsk.NewDTLSListener(pc, cfg)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	u.pc, u.ln = pc, ln
+	u.stopSync = make(chan struct{})
+	go u.syncDrops()
 	return nil
+}
+
+// socketBuffers reports the listener socket's buffer sizes for the
+// route-listening log line.
+func (u *udpServerRoute) socketBuffers() (rcv, snd int) { return u.rcvBuf, u.sndBuf }
+
+// syncDrops copies the listener's drop counters into
+// mcbn_proxy_udp_dropped_datagrams_total every second and once at the end.
+func (u *udpServerRoute) syncDrops() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			u.drops.sync(u.met, u.ln.Stats().Dropped)
+		case <-u.stopSync:
+			u.drops.sync(u.met, u.ln.Stats().Dropped)
+			return
+		}
+	}
+}
+
+// listenerDrops remembers the listener's counters already exported.
+type listenerDrops struct {
+	mu   sync.Mutex
+	last map[string]uint64
+}
+
+func (d *listenerDrops) sync(m *routeMetrics, now map[string]uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.last == nil {
+		d.last = map[string]uint64{}
+	}
+	for reason, n := range now {
+		if n > d.last[reason] {
+			m.dropN(reason, n-d.last[reason])
+			d.last[reason] = n
+		}
+	}
 }
 
 func (u *udpServerRoute) addr() net.Addr {
@@ -133,6 +180,7 @@ func (u *udpServerRoute) addr() net.Addr {
 func (u *udpServerRoute) stopAccepting() {
 	if u.ln != nil {
 		u.ln.Close()
+		u.stopOnce.Do(func() { close(u.stopSync) })
 	}
 	u.track.closeAll()
 }
@@ -140,7 +188,7 @@ func (u *udpServerRoute) stopAccepting() {
 func (u *udpServerRoute) serve() {
 	var backoff time.Duration
 	for {
-		c, err := u.ln.Accept()
+		c, err := u.ln.AcceptDTLS()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) || u.ctx.Err() != nil {
 				return
@@ -157,38 +205,17 @@ func (u *udpServerRoute) serve() {
 		if !u.track.add(c) {
 			continue
 		}
-		dc := c.(*dtls.Conn)
-		if old := u.pending.add(dc); old != nil {
-			u.log.Debug("too many DTLS handshakes in progress: dropping the oldest", "peer", old.RemoteAddr().String(), "max_pending", u.cfg.Limits.MaxPendingHandshakes)
-			u.met.handshakeFailed("evicted")
-			old.Close()
-		}
 		go func() {
 			defer u.track.done(c)
-			u.handle(dc)
+			u.handle(c)
 		}()
 	}
 }
 
-func (u *udpServerRoute) handle(dc *dtls.Conn) {
+// handle runs one established session (the listener did the handshake).
+func (u *udpServerRoute) handle(dc *tlspsk.DTLSConn) {
 	defer dc.Close()
 	peer := dc.RemoteAddr().String()
-	ctx, cancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Handshake.D())
-	start := time.Now()
-	err := dc.HandshakeContext(ctx)
-	cancel()
-	if !u.pending.done(dc) {
-		return // dropped to make room for newer handshakes; counted there
-	}
-	if err != nil {
-		st, ok := dc.ConnectionState()
-		identity := ""
-		if ok {
-			identity = string(st.IdentityHint)
-		}
-		u.dtlsFailed(err, peer, identity, ok && identity != "", start)
-		return
-	}
 	// Only an established session counts against max_sessions, so
 	// handshakes that never complete cannot lock real clients out.
 	if !u.underLimit(u.active.Add(1)-1, u.cfg.Limits.MaxSessions, "sessions") {
@@ -196,7 +223,7 @@ func (u *udpServerRoute) handle(dc *dtls.Conn) {
 		return
 	}
 	defer u.active.Add(-1)
-	st, _ := dc.ConnectionState()
+	st := dc.ConnectionState()
 	dctx, dcancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Dial.D())
 	bc, err := (&net.Dialer{}).DialContext(dctx, "udp", u.cfg.connect.HostPort())
 	dcancel()
@@ -207,32 +234,22 @@ func (u *udpServerRoute) handle(dc *dtls.Conn) {
 		return
 	}
 	backend := bc.(*net.UDPConn)
-	backend.SetReadBuffer(udpSocketBuffer)
-	u.log.Debug("session open", "peer", peer, "identity", string(st.IdentityHint), "suite", dtls.CipherSuiteName(st.CipherSuiteID))
+	sizeSocketBuffers(backend)
+	u.log.Debug("session open", "peer", peer, "identity", shortIdentity(st.PSKIdentity), "suite", tlspsk.DTLSCipherSuiteName(st.CipherSuite))
 	relayDatagrams(u.route, dc, backend)
 }
 
-// dtlsFailed logs and counts a failed DTLS handshake.
-func (u *route) dtlsFailed(err error, peer, identity string, keyExchanged bool, start time.Time) {
+// dtlsFailed logs and counts a failed DTLS handshake (start zero: the
+// duration is unknown, as for the listener's handshakes).
+func (u *route) dtlsFailed(err error, peer, identity string, start time.Time) {
 	if u.ctx.Err() != nil {
 		return
 	}
-	var ue *unknownIdentityError
-	if errors.As(err, &ue) {
-		identity = ue.identity
+	reason := classifyDTLS(err)
+	args := []any{"peer", peer, "reason", reason, "identity", shortIdentity(identity)}
+	if !start.IsZero() {
+		args = append(args, "after", since(start))
 	}
-	reason := classifyDTLS(err, keyExchanged)
-	u.log.Warn("DTLS handshake failed: "+explain(reason, u.mode, shortIdentity(identity)),
-		"peer", peer, "reason", reason, "identity", shortIdentity(identity), "after", since(start), "err", err)
+	u.log.Warn("DTLS handshake failed: "+explain(reason, u.mode, shortIdentity(identity)), append(args, "err", err)...)
 	u.met.handshakeFailed(reason)
 }
-
-// unknownIdentityError carries the identity a DTLS peer offered from the
-// PSK callback to the log line.
-type unknownIdentityError struct{ identity string }
-
-func (e *unknownIdentityError) Error() string {
-	return "unknown PSK identity " + strconv.Quote(shortIdentity(e.identity))
-}
-
-func (e *unknownIdentityError) Is(t error) bool { return t == ErrUnknownIdentity }

@@ -25,7 +25,16 @@ func TestTCPIdleTunnelsHoldNoCopyBuffer(t *testing.T) {
 	const tunnels, burst = 200, 100 << 10
 	raiseFileLimit(t, 8*tunnels)
 	backend := echoServer(t)
-	client, server := tcpPair(t, randomKey(t), backend.String(), nil)
+	// 200 handshakes at once (X25519MLKEM768, slower still under the race
+	// detector) on a loaded 2-core machine can outlast the default
+	// handshake and first-byte timeouts; this test is about buffers, not
+	// timeouts, so it gives them room.
+	client, server := tcpPair(t, randomKey(t), backend.String(), func(c, s *Route) {
+		for _, r := range []*Route{c, s} {
+			r.Timeouts.Handshake = Duration(2 * time.Minute)
+			r.Timeouts.FirstByte = Duration(2 * time.Minute)
+		}
+	})
 	addr := client.url("web")
 	base := bufsOut.Load()
 
@@ -45,7 +54,7 @@ func TestTCPIdleTunnelsHoldNoCopyBuffer(t *testing.T) {
 				return
 			}
 			conns[i] = c
-			c.SetDeadline(time.Now().Add(20 * time.Second))
+			c.SetDeadline(time.Now().Add(2 * time.Minute))
 			msg := []byte{byte(i)}
 			if i%10 == 0 {
 				msg = payload // a full buffer's worth and more, so big reads happen too

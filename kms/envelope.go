@@ -10,6 +10,8 @@ import (
 	"io"
 	"os"
 	"regexp"
+
+	"github.com/mcbn/mcbn/psk"
 )
 
 // The sealed-share file format. See docs/key-derivation.md, "Sealed shares".
@@ -230,28 +232,10 @@ func LoadSealed(path string) (*SealedShare, error) {
 
 // WriteSealed writes s to path with mode 0644 (the file is not secret),
 // refusing to overwrite an existing file.
-func WriteSealed(path string, s *SealedShare) (err error) {
+func WriteSealed(path string, s *SealedShare) error {
 	b, err := s.Marshal()
 	if err != nil {
 		return err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s: already exists, refusing to overwrite", path)
-		}
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if _, err = f.Write(b); err != nil {
-		return err
-	}
-	return f.Sync()
+	return psk.WriteFileExclusive(path, b, 0o644)
 }

@@ -121,7 +121,7 @@ func WriteContribKey(path string, k *ContribKey) error {
 		return err
 	}
 	defer Wipe(b)
-	return writeFileExclusive(path, b, 0o600)
+	return WriteFileExclusive(path, b, 0o600)
 }
 
 // Member is the public part of a contributory participant: its name and the

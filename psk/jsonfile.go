@@ -140,10 +140,11 @@ func FileTypeOf(path string) (string, error) {
 	return t, nil
 }
 
-// writeFileExclusive creates path with mode perm, failing if it exists, so
+// WriteFileExclusive creates path with mode perm, failing if it exists, so
 // there is never a moment where a secret file is readable by others and never
-// an overwrite. On any error the file is removed.
-func writeFileExclusive(path string, data []byte, perm os.FileMode) (err error) {
+// an overwrite. On any error the file is removed. Every key-material file of
+// the project (shares, DKG state, sealed shares) is written through it.
+func WriteFileExclusive(path string, data []byte, perm os.FileMode) (err error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		if errors.Is(err, os.ErrExist) {
@@ -185,5 +186,5 @@ func writePublic(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileExclusive(filepath.Clean(path), b, 0o644)
+	return WriteFileExclusive(filepath.Clean(path), b, 0o644)
 }

@@ -110,5 +110,5 @@ func WriteShare(path string, s *Share) error {
 		return err
 	}
 	defer Wipe(b)
-	return writeFileExclusive(path, b, 0o600)
+	return WriteFileExclusive(path, b, 0o600)
 }

@@ -111,32 +111,9 @@ func readFile(path string, secret bool) ([]byte, error) {
 	return data, nil
 }
 
-// writeExclusive creates path with mode perm (never overwriting) and removes
-// it again on any error.
-func writeExclusive(path string, data []byte, perm os.FileMode) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s: already exists, refusing to overwrite", path)
-		}
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil && cerr != nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	return f.Sync()
-}
+// writeExclusive is psk.WriteFileExclusive: never an overwrite, the exact
+// mode from the first byte, removed on any error.
+var writeExclusive = psk.WriteFileExclusive
 
 // replaceSecret atomically replaces the secret file at path: a fresh 0600
 // file beside it, then a rename, so the old state survives any failure.

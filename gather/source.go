@@ -232,7 +232,7 @@ func (s *SharesSource) round(ctx context.Context) bool {
 			s.log.Error("share set aside", "err", b)
 		}
 		if err == nil {
-			key, err = psk.DerivePSK(secret, s.p.group.ID, s.p.cfg.Identity, s.p.cfg.Epoch, s.p.cfg.KeyLength)
+			key, err = psk.DerivePSK(secret, s.p.group.KeyID(), s.p.cfg.Identity, s.p.cfg.Epoch, s.p.cfg.KeyLength)
 			psk.Wipe(secret)
 		}
 		if err != nil {

@@ -37,6 +37,12 @@ type Group struct {
 	idBytes []byte          // decoded ID
 }
 
+// KeyID is the id the key derivation binds (DerivePSK's groupID, the
+// threshold PRF's input). It is the group's own ID; a group born of a
+// resharing keeps its ancestor's KeyID, so the same secret derives the
+// same PSKs across a change of participants or threshold.
+func (g *Group) KeyID() string { return g.ID }
+
 // N is the number of participants.
 func (g *Group) N() int { return len(g.Participants) }
 

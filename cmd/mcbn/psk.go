@@ -309,7 +309,7 @@ func runCombine(f combineFlags, files []string, stdout io.Writer) error {
 		return err
 	}
 	defer psk.Wipe(secret)
-	key, err := psk.DerivePSK(secret, g.ID, f.identity, f.epoch, f.length)
+	key, err := psk.DerivePSK(secret, g.KeyID(), f.identity, f.epoch, f.length)
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,10 @@ func FuzzParseGroup(f *testing.F) {
 	f.Add(s)
 	f.Add(k)
 	f.Add(bytes.Replace(g, []byte(`"threshold": 2`), []byte(`"threshold": 3`), 1))
+	if _, r := resharedGroup(f); r != nil {
+		rb, _ := r.Marshal()
+		f.Add(rb)
+	}
 	addCommonSeeds(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g, err := ParseGroup(data)

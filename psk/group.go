@@ -32,6 +32,11 @@ type Group struct {
 	// Commitments are the Feldman commitments a_0·G .. a_{T-1}·G of a Shamir
 	// group, each a 32-byte ristretto255 encoding in hex.
 	Commitments []string `json:"commitments,omitempty"`
+	// InheritedKeyID is set on a group born of a resharing (package
+	// psk/reshare): the KeyID of the group it was reshared from, so the
+	// unchanged secret keeps deriving the same PSKs. It is part of the
+	// canonical form, so it cannot be added or changed without changing ID.
+	InheritedKeyID string `json:"key_id,omitempty"`
 
 	feldman []group.Element // decoded Commitments
 	idBytes []byte          // decoded ID
@@ -41,7 +46,12 @@ type Group struct {
 // threshold PRF's input). It is the group's own ID; a group born of a
 // resharing keeps its ancestor's KeyID, so the same secret derives the
 // same PSKs across a change of participants or threshold.
-func (g *Group) KeyID() string { return g.ID }
+func (g *Group) KeyID() string {
+	if g.InheritedKeyID != "" {
+		return g.InheritedKeyID
+	}
+	return g.ID
+}
 
 // N is the number of participants.
 func (g *Group) N() int { return len(g.Participants) }
@@ -89,6 +99,16 @@ func (g *Group) canonical() ([]byte, error) {
 			return nil, err
 		}
 		b = append(b, e...)
+	}
+	// A reshared group appends the inherited key id. The commitment count
+	// fixes where the commitments end, so the form stays unambiguous, and
+	// every group without a key_id keeps the id it always had.
+	if g.InheritedKeyID != "" {
+		k, err := decodeHex32("key_id", g.InheritedKeyID)
+		if err != nil {
+			return nil, err
+		}
+		b = append(b, k...)
 	}
 	return b, nil
 }
@@ -165,6 +185,9 @@ func (g *Group) validate() error {
 			g.feldman[i] = e
 		}
 	case SchemeContributory:
+		if g.InheritedKeyID != "" {
+			return errors.New("contributory group must not have a key_id (only reshared Shamir groups inherit one)")
+		}
 		if g.Threshold != n {
 			return fmt.Errorf("contributory group needs all participants: threshold %d must equal %d", g.Threshold, n)
 		}

@@ -37,6 +37,7 @@ and prints the PSK (HKDF-SHA256) as hex for 'openssl -psk'.`,
 		newPskInspectCmd(),
 		newPskSealCmd(),
 		newDkgCmd(),
+		newReshareCmd(),
 	)
 }
 
@@ -455,6 +456,9 @@ func runInspect(file string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(&b, "file:         %s (group descriptor, version %d)\n", file, g.Version)
 		fmt.Fprintf(&b, "group:        %s\nid:           %s\nscheme:       %s\n", g.Name, g.ID, g.Scheme)
+		if g.InheritedKeyID != "" {
+			fmt.Fprintf(&b, "key id:       %s (inherited by resharing: PSKs are derived with it)\n", g.InheritedKeyID)
+		}
 		fmt.Fprintf(&b, "threshold:    %d of %d\n", g.Threshold, g.N())
 		for _, p := range g.Participants {
 			fmt.Fprintf(&b, "participant:  %d %s", p.Index, p.Name)

@@ -24,6 +24,13 @@
 //     Its tokens carry swname MCBN_DEV_ATTESTER and dbgstat enabled, values
 //     that no production policy accepts.
 //
+// Beyond Confidential Space, EvidenceProvider produces raw TDX quotes and
+// SEV-SNP reports (configfs-tsm, or the guest devices) whose REPORTDATA
+// binds the connection (EvidenceReportData), and EvidenceVerifier checks
+// them offline against the embedded Intel and AMD roots and a local
+// collateral cache (CollateralCache, FetchCollateral). mock-tsm is a
+// configfs-tsm lookalike for CI whose evidence proves nothing.
+//
 // Tokens are bearer credentials: nothing here logs or returns a token or a
 // private key in an error; logs name a token by its subject and image digest.
 // See docs/attestation.md for the token format and the reasoning.

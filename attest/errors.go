@@ -49,13 +49,23 @@ var reasons = []struct {
 	{ErrNonce, "nonce"},
 	{ErrRequest, "bad_request"},
 	{ErrProvider, "provider_unavailable"},
+	{ErrEvidenceMalformed, "malformed_evidence"},
+	{ErrEvidenceKind, "evidence_kind"},
+	{ErrEvidenceUnsupported, "unsupported_evidence"},
+	{ErrChain, "chain"},
+	{ErrDebug, "debug"},
+	{ErrTCB, "tcb"},
+	{ErrCollateral, "collateral"},
+	{ErrCollateralExpired, "collateral_expired"},
 }
 
 // Reason returns a short code for err: "ok" for nil, one of "malformed",
 // "algorithm", "unknown_key", "keys_unavailable", "signature", "issuer",
 // "audience", "expired", "not_yet_valid", "issued_in_future", "too_old", "nonce",
-// "bad_request", "provider_unavailable", "canceled", or "internal" for
-// anything else.
+// "bad_request", "provider_unavailable", for raw TEE evidence
+// "malformed_evidence", "evidence_kind", "unsupported_evidence", "chain",
+// "debug", "tcb", "collateral", "collateral_expired", then "canceled", or
+// "internal" for anything else.
 func Reason(err error) string {
 	if err == nil {
 		return "ok"

@@ -94,7 +94,9 @@ func NewDev(socket string) *LauncherClient {
 }
 
 // NewProvider builds a provider from configuration: kind is
-// "confidential-space" (socket optional) or "dev" (socket required).
+// "confidential-space" (socket optional), "dev" (socket required), "tdx" or
+// "sev-snp" (raw evidence via configfs-tsm or the guest device; socket
+// unused) or "mock-tsm" (socket is the mock-tsm directory; tests only).
 func NewProvider(kind, socket string) (TokenProvider, error) {
 	switch kind {
 	case KindConfidentialSpace:
@@ -104,8 +106,17 @@ func NewProvider(kind, socket string) (TokenProvider, error) {
 			return nil, fmt.Errorf("attest: provider %q needs the dev attester's socket path", kind)
 		}
 		return NewDev(socket), nil
+	case KindTDX:
+		return NewTDXProvider(), nil
+	case KindSEVSNP:
+		return NewSEVSNPProvider(), nil
+	case KindMockTSM:
+		if socket == "" {
+			return nil, fmt.Errorf("attest: provider %q needs the mock-tsm directory (attestation.socket)", kind)
+		}
+		return NewMockTSMProvider(socket), nil
 	default:
-		return nil, fmt.Errorf("attest: unknown token provider %q (want %q or %q)", kind, KindConfidentialSpace, KindDev)
+		return nil, fmt.Errorf("attest: unknown token provider %q (want %q, %q, %q, %q or %q)", kind, KindConfidentialSpace, KindDev, KindTDX, KindSEVSNP, KindMockTSM)
 	}
 }
 

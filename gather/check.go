@@ -27,6 +27,12 @@ func Check(ctx context.Context, cfg SharesSourceConfig, provider attest.TokenPro
 			return Progress{}, fieldErr("attestation", "%v", err)
 		}
 	}
+	if p.tprf != nil {
+		// Mode evaluate: partials, as the proxy would ask (an
+		// evaluate-only daemon refuses a share request).
+		prog, _ := gatherPartials(ctx, p, provider, false, nil)
+		return prog, nil
+	}
 	prog, shares := gather(ctx, p, provider, false, nil)
 	wipeShares(shares)
 	return prog, nil

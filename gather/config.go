@@ -14,6 +14,7 @@ import (
 
 	"github.com/mcbn/mcbn/attest"
 	"github.com/mcbn/mcbn/psk"
+	"github.com/mcbn/mcbn/psk/tprf"
 )
 
 // Defaults of the shares source.
@@ -38,8 +39,12 @@ type SharesSourceConfig struct {
 	// Identity is the PSK identity the key is derived for (default: the
 	// route's identity, else Client_identity). Both proxies must agree.
 	Identity string `yaml:"identity"`
-	// Epoch is the key rotation counter fed to the derivation.
+	// Epoch is the key rotation counter fed to the derivation (default:
+	// the epoch of the route's psk.epochs entry).
 	Epoch uint64 `yaml:"epoch"`
+	// Mode is "share" (default: gather shares, reconstruct the secret) or
+	// "evaluate" (gather threshold PRF partials; evaluate.go).
+	Mode string `yaml:"mode"`
 	// KeyLength in bytes (default 32).
 	KeyLength int `yaml:"key_length"`
 	// Refresh is how often shares are gathered again (default 30s).
@@ -110,9 +115,11 @@ func (o Options) IsZero() bool { return o.node == nil || o.node.Kind == 0 }
 
 // AttestationConfig names the token provider inside the TEE.
 type AttestationConfig struct {
-	// Provider is "confidential-space" or "dev".
+	// Provider is "confidential-space", "dev", "tdx", "sev-snp" or
+	// "mock-tsm" (raw TEE evidence: attest.EvidenceProvider).
 	Provider string `yaml:"provider"`
-	// Socket of the launcher (default for confidential-space) or dev attester.
+	// Socket of the launcher (default for confidential-space) or dev
+	// attester; for mock-tsm, the mock-tsm directory.
 	Socket string `yaml:"socket"`
 }
 
@@ -136,6 +143,7 @@ type prepared struct {
 	participants []Participant
 	requests     []FetchRequest // per participant, without the token provider
 	hedgeAfter   time.Duration  // see gather
+	tprf         *tprf.Group    // mode evaluate only
 }
 
 // prepare validates cfg (errors name the field, e.g.
@@ -167,12 +175,20 @@ func prepare(cfg SharesSourceConfig, logger *slog.Logger) (p *prepared, err erro
 		if cfg.Attestation.Socket == "" {
 			return nil, fieldErr("attestation.socket", "missing: the dev attester's socket path")
 		}
+	case attest.KindTDX, attest.KindSEVSNP: // raw evidence via configfs-tsm (docs/attestation.md)
+	case attest.KindMockTSM:
+		if cfg.Attestation.Socket == "" {
+			return nil, fieldErr("attestation.socket", "missing: the mock-tsm directory (tests only)")
+		}
 	case "":
 		return nil, fieldErr("attestation.provider", "missing: confidential-space or dev")
 	default:
-		return nil, fieldErr("attestation.provider", "%q, want confidential-space or dev", cfg.Attestation.Provider)
+		return nil, fieldErr("attestation.provider", "%q, want confidential-space, dev, tdx, sev-snp or mock-tsm", cfg.Attestation.Provider)
 	}
 	p = &prepared{cfg: cfg, group: g, hedgeAfter: defaultHedgeAfter}
+	if err := p.checkMode(); err != nil {
+		return nil, err
+	}
 	if p.cfg.Identity == "" {
 		p.cfg.Identity = psk.DefaultIdentity
 	}

@@ -177,13 +177,25 @@ func pinVerifier(pin []byte) func(tls.ConnectionState) error {
 // maxReleaseReply for the body; a context without a deadline gets
 // DefaultTimeout.
 func (c *daemonParticipant) Fetch(ctx context.Context, fr FetchRequest) (*psk.Share, error) {
+	var sh *psk.Share
+	err := c.exchange(ctx, fr, shareholder.ReleaseRequest{}, func(conn io.Reader, req *http.Request) (err error) {
+		sh, err = c.readReply(conn, req)
+		return err
+	})
+	return sh, err
+}
+
+// exchange runs one request of the release protocol on a fresh TLS
+// connection: handshake, a token bound to the channel, the request rr
+// (version, token and group id filled in here), then read judges the reply.
+func (c *daemonParticipant) exchange(ctx context.Context, fr FetchRequest, rr shareholder.ReleaseRequest, read func(io.Reader, *http.Request) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
 		defer cancel()
 	}
 	if fr.Attestation == nil {
-		return nil, Local(errors.New("no attestation token provider"))
+		return Local(errors.New("no attestation token provider"))
 	}
 	dial := c.dial
 	if dial == nil {
@@ -194,7 +206,7 @@ func (c *daemonParticipant) Fetch(ctx context.Context, fr FetchRequest) (*psk.Sh
 	}
 	raw, err := dial(ctx, c.addr)
 	if err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return fmt.Errorf("connecting: %w", err)
 	}
 	// Closing the TCP connection, not the TLS one: a close_notify could
 	// block on a peer that stopped reading.
@@ -206,37 +218,66 @@ func (c *daemonParticipant) Fetch(ctx context.Context, fr FetchRequest) (*psk.Sh
 	defer stop()
 	conn := tls.Client(raw, c.tls)
 	if err := conn.HandshakeContext(ctx); err != nil {
-		return nil, fmt.Errorf("connecting: %w", err)
+		return fmt.Errorf("connecting: %w", err)
 	}
 	cs := conn.ConnectionState()
 	nonce, err := shareholder.ChannelNonce(&cs)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	token, err := fr.Attestation.Token(ctx, c.audience, []string{nonce})
 	if err != nil {
-		return nil, fmt.Errorf("attestation token: %w", err)
+		return fmt.Errorf("attestation token: %w", err)
 	}
-	body, err := json.Marshal(shareholder.ReleaseRequest{Version: shareholder.ProtocolVersion, Token: token, GroupID: c.groupID})
+	rr.Version, rr.Token, rr.GroupID = shareholder.ProtocolVersion, token, c.groupID
+	body, err := json.Marshal(rr)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+c.addr+c.path, bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	req.Host = c.addr
 	req.Header.Set("Content-Type", "application/json")
 	req.Close = true
 	if err := req.Write(conn); err != nil {
-		return nil, fmt.Errorf("sending request: %w", err)
+		return fmt.Errorf("sending request: %w", err)
 	}
-	return c.readReply(conn, req)
+	return read(conn, req)
 }
 
-// readReply reads and judges the reply to req from conn, reading at most
-// maxReplyBytes from it.
+// readReply reads and judges the reply to a share request from conn (see
+// readBody), and parses the share.
 func (c *daemonParticipant) readReply(conn io.Reader, req *http.Request) (*psk.Share, error) {
+	reply, err := c.readBody(conn, req)
+	defer psk.Wipe(reply)
+	if err != nil {
+		return nil, err
+	}
+	var rr shareholder.ReleaseResponse
+	if err := json.Unmarshal(reply, &rr); err != nil {
+		return nil, errors.New("reply is not a release response")
+	}
+	defer psk.Wipe(rr.Share)
+	if rr.Version != shareholder.ProtocolVersion {
+		return nil, fmt.Errorf("reply version %d, want %d", rr.Version, shareholder.ProtocolVersion)
+	}
+	sh, err := parseShare(rr.Share)
+	if err != nil {
+		return nil, errors.New("reply does not hold a valid share file")
+	}
+	return sh, nil
+}
+
+// parseShare parses a share file received from a daemon. A variable so a
+// test can show that mode evaluate never parses one.
+var parseShare = psk.ParseShare
+
+// readBody reads the reply to req from conn, reading at most maxReplyBytes
+// from it: a refusal becomes a *RefusedError; a 200 reply's body is
+// returned (the caller wipes it).
+func (c *daemonParticipant) readBody(conn io.Reader, req *http.Request) ([]byte, error) {
 	budget := &replyBudget{r: conn, left: maxReplyBytes}
 	br := bufio.NewReaderSize(budget, 4<<10)
 	resp, err := http.ReadResponse(br, req)
@@ -253,14 +294,16 @@ func (c *daemonParticipant) readReply(conn io.Reader, req *http.Request) (*psk.S
 		return nil, fmt.Errorf("reply header larger than %d bytes", maxReplyHeader)
 	}
 	reply, err := io.ReadAll(io.LimitReader(resp.Body, maxReleaseReply+1))
-	defer psk.Wipe(reply)
 	if errors.Is(err, errReplyTooLarge) {
+		psk.Wipe(reply)
 		return nil, fmt.Errorf("reply larger than %d bytes on the wire", maxReplyBytes)
 	}
 	if err != nil {
+		psk.Wipe(reply)
 		return nil, fmt.Errorf("reading reply: %w", err)
 	}
 	if len(reply) > maxReleaseReply {
+		psk.Wipe(reply)
 		return nil, fmt.Errorf("reply body larger than %d bytes", maxReleaseReply)
 	}
 	if resp.StatusCode != http.StatusOK {
@@ -270,19 +313,7 @@ func (c *daemonParticipant) readReply(conn io.Reader, req *http.Request) (*psk.S
 		}
 		return nil, &RefusedError{Participant: c.name, Reason: knownReason(ref.Reason), Status: resp.StatusCode}
 	}
-	var rr shareholder.ReleaseResponse
-	if err := json.Unmarshal(reply, &rr); err != nil {
-		return nil, errors.New("reply is not a release response")
-	}
-	defer psk.Wipe(rr.Share)
-	if rr.Version != shareholder.ProtocolVersion {
-		return nil, fmt.Errorf("reply version %d, want %d", rr.Version, shareholder.ProtocolVersion)
-	}
-	sh, err := psk.ParseShare(rr.Share)
-	if err != nil {
-		return nil, errors.New("reply does not hold a valid share file")
-	}
-	return sh, nil
+	return reply, nil
 }
 
 // knownReason keeps a shareholder's reason code only when it is one of the

@@ -31,6 +31,14 @@ func newFromSpec(spec proxy.SourceSpec) (proxy.Source, error) {
 	case spec.Identity != "" && cfg.Identity != spec.Identity:
 		return nil, fieldErr("psk.options.identity", "%q differs from the route's identity %q", cfg.Identity, spec.Identity)
 	}
+	// The route's psk.epochs entry names the epoch; options.epoch may only
+	// repeat it.
+	switch {
+	case cfg.Epoch == 0:
+		cfg.Epoch = spec.Epoch
+	case spec.Epoch != 0 && cfg.Epoch != spec.Epoch:
+		return nil, fieldErr("psk.options.epoch", "%d differs from the epoch %d of the route's psk.epochs entry", cfg.Epoch, spec.Epoch)
+	}
 	s, err := NewSharesSource(cfg, nil, spec.Logger)
 	if err != nil {
 		if ce, ok := err.(*ConfigError); ok {

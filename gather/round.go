@@ -166,10 +166,48 @@ const (
 // Participant.Fetch and the same checks. The caller wipes the returned
 // shares.
 func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, stopAtT bool, prefer []int) (Progress, []*psk.Share) {
+	return gatherWith(ctx, p, provider, stopAtT, prefer, asker[*psk.Share]{
+		ask: func(ctx context.Context, pt Participant, req FetchRequest) (*psk.Share, error) {
+			sh, err := pt.Fetch(ctx, req)
+			if err != nil && sh != nil {
+				sh.Wipe() // a share and an error: the error wins
+				sh = nil
+			}
+			if err == nil && sh == nil {
+				err = errors.New("no share and no error")
+			}
+			return sh, err
+		},
+		check: func(pt Participant, sh *psk.Share) string {
+			if psk.VerifyShare(p.group, sh) != nil {
+				return "share fails verification against the group commitments"
+			} else if sh.Participant != pt.Name() {
+				return "returned another participant's share"
+			}
+			return ""
+		},
+		drop: func(sh *psk.Share) { sh.Wipe() },
+	})
+}
+
+// asker is what a round gathers from each participant: a share (mode
+// share) or a partial evaluation (mode evaluate, evaluate.go).
+type asker[T any] struct {
+	// ask gets one answer, or an error (never both, never neither).
+	ask func(ctx context.Context, pt Participant, req FetchRequest) (T, error)
+	// check says why an answer is invalid ("" when it is valid).
+	check func(pt Participant, v T) string
+	// drop wipes an answer that is not returned.
+	drop func(v T)
+}
+
+// gatherWith is the round: stages, hedging, verification and progress, for
+// answers of any type (see gather).
+func gatherWith[T any](ctx context.Context, p *prepared, provider attest.TokenProvider, stopAtT bool, prefer []int, a asker[T]) (Progress, []T) {
 	type result struct {
-		i     int
-		share *psk.Share
-		err   error
+		i   int
+		v   T
+		err error
 	}
 	n := len(p.participants)
 	t := p.group.Threshold
@@ -191,11 +229,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 		go func() {
 			cctx, ccancel := context.WithTimeout(ctx, p.cfg.Timeout)
 			defer ccancel()
-			sh, err := pt.Fetch(cctx, req)
-			if err != nil && sh != nil {
-				sh.Wipe() // a share and an error: the error wins
-				sh = nil
-			}
+			v, err := a.ask(cctx, pt, req)
 			// The connection's deadline is the context's, and may fire a
 			// moment before the context notices.
 			var ne net.Error
@@ -203,10 +237,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 			if err != nil && ctx.Err() == nil && !errors.As(err, &ref) && (cctx.Err() == context.DeadlineExceeded || errors.As(err, &ne) && ne.Timeout()) {
 				err = fmt.Errorf("timed out after %v", p.cfg.Timeout)
 			}
-			if err == nil && sh == nil {
-				err = errors.New("no share and no error")
-			}
-			results <- result{i, sh, err}
+			results <- result{i, v, err}
 		}()
 	}
 	first := n
@@ -222,7 +253,7 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 		defer timer.Stop()
 		hedge = timer.C
 	}
-	var valid []*psk.Share
+	var valid []T
 	for pending := launched; pending > 0; {
 		var r result
 		select {
@@ -242,28 +273,23 @@ func gather(ctx context.Context, p *prepared, provider attest.TokenProvider, sto
 		var ref *RefusedError
 		switch {
 		case r.err != nil && !errors.As(r.err, &ref) && stopAtT && len(valid) >= t:
-			// Canceled by us once T shares were in: it stays "not needed".
+			// Canceled by us once T answers were in: it stays "not needed".
 		case r.err != nil:
 			prog.Outcomes[r.i] = classify(name, r.err)
 			prog.Outcomes[r.i].Kind = pt.Kind()
 		default:
-			why := ""
-			if psk.VerifyShare(p.group, r.share) != nil {
-				why = "share fails verification against the group commitments"
-			} else if r.share.Participant != name {
-				why = "returned another participant's share"
-			}
+			why := a.check(pt, r.v)
 			switch {
 			case why != "":
-				r.share.Wipe()
+				a.drop(r.v)
 				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateInvalid, Reason: why}
 			case stopAtT && len(valid) >= t:
-				r.share.Wipe()
+				a.drop(r.v)
 				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateOK}
 				prog.Valid++
 			default:
 				got = true
-				valid = append(valid, r.share)
+				valid = append(valid, r.v)
 				prog.Outcomes[r.i] = Outcome{Name: name, Kind: pt.Kind(), State: StateOK}
 				prog.Valid++
 				if stopAtT && len(valid) == t {

@@ -215,6 +215,9 @@ func jitter(d time.Duration, r float64) time.Duration {
 
 // round gathers once and installs or drops the key; it reports readiness.
 func (s *SharesSource) round(ctx context.Context) bool {
+	if s.p.tprf != nil {
+		return s.roundEvaluate(ctx)
+	}
 	s.mu.Lock()
 	prefer := releasedLast(s.progress)
 	s.mu.Unlock()

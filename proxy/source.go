@@ -72,6 +72,10 @@ type SourceSpec struct {
 	Logger   *slog.Logger // already carries the route name
 	// Decode decodes the route's psk.options into v, rejecting unknown keys.
 	Decode func(v any) error
+	// Epoch is the psk.epochs entry's epoch the source is built for (0
+	// without epochs). A source that derives a key per epoch derives this
+	// one's; a static source ignores it.
+	Epoch uint64
 }
 
 // SourceFactory builds a source of a registered kind.

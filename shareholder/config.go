@@ -83,6 +83,10 @@ type Config struct {
 	// ControlSocket is the daemon's local control socket (consent
 	// confirmation); default: beside the config file (ControlSocketPath).
 	ControlSocket string `yaml:"control_socket"`
+	// Release is "any" (default) or "evaluate-only"; Evaluate is the epoch
+	// window of partial evaluations (evaluate.go, docs/share-release.md).
+	Release  string         `yaml:"release"`
+	Evaluate EvaluateConfig `yaml:"evaluate"`
 
 	// Resolved at load time.
 	dir        string
@@ -113,6 +117,8 @@ type VerifierConfig struct {
 	// MaxTokenAge refuses tokens issued longer ago than this (default 1h,
 	// the lifetime of a Confidential Space token; at most 24h).
 	MaxTokenAge time.Duration `yaml:"max_token_age"`
+	// TEE enables raw TDX / SEV-SNP evidence (evidence.go).
+	TEE TEEConfig `yaml:"tee"`
 }
 
 // RateLimitConfig sizes the token buckets: one per remote address for
@@ -248,6 +254,9 @@ func (c *Config) validate() error {
 	if c.Verifier.ClockSkew < 0 || c.Verifier.ClockSkew > 5*time.Minute {
 		return fieldErr("verifier.clock_skew", "%v outside 0..5m", c.Verifier.ClockSkew)
 	}
+	if err := c.validateTEE(); err != nil {
+		return err
+	}
 	switch {
 	case c.Policy != "" && c.PolicyFile != "":
 		return fieldErr("policy", "set policy or policy_file, not both")
@@ -269,6 +278,9 @@ func (c *Config) validate() error {
 		return fieldErr("consent", "missing: granted or revoked")
 	default:
 		return fieldErr("consent", "%q, want granted or revoked", c.Consent)
+	}
+	if err := c.validateRelease(); err != nil {
+		return err
 	}
 	if c.AuditLog == "" {
 		return fieldErr("audit_log", "missing: the path of the hash-chained audit log")

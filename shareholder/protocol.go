@@ -49,6 +49,11 @@ type ReleaseRequest struct {
 	// GroupID optionally names the group the caller expects; a shareholder
 	// holding a share of another group refuses with bad_request.
 	GroupID string `json:"group_id,omitempty"`
+	// Mode is "share" (the default) or "evaluate"; Identity and Epoch are
+	// evaluate's input (protocol_eval.go, docs/share-release.md).
+	Mode     string `json:"mode,omitempty"`
+	Identity string `json:"identity,omitempty"`
+	Epoch    uint64 `json:"epoch,omitempty"`
 }
 
 // ReleaseResponse is the 200 reply: the share file (psk format) as JSON.
@@ -91,6 +96,9 @@ func ParseReleaseRequest(body []byte) (*ReleaseRequest, error) {
 	}
 	if r.GroupID != "" && !isHex(r.GroupID, 64) {
 		return nil, errors.New("group_id is not 64 lowercase hex digits")
+	}
+	if err := checkMode(&r); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

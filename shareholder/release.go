@@ -97,12 +97,12 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *serverState,
 	if err != nil {
 		return decision{reason: ReasonBadRequest, check: "channel", detail: err.Error(), chargeIP: true}
 	}
-	claims, err := st.verifier.Verify(r.Context(), req.Token, nonce)
+	claims, err := s.verifyAttestation(r.Context(), st, req.Token, nonce)
 	req.Token = ""
 	if err != nil {
 		code := attest.Reason(err)
-		if code == "keys_unavailable" || code == "canceled" {
-			return decision{reason: ReasonUnavailable, check: "token_" + code, detail: "the issuer's keys could not be fetched (a local or issuer failure, not a refusal of the token): " + err.Error()}
+		if localAttestationFailure(code) {
+			return decision{reason: ReasonUnavailable, check: "token_" + code, detail: "the issuer's keys or the TEE collateral are unavailable (a local or vendor failure, not a refusal of the evidence): " + err.Error()}
 		}
 		return decision{reason: ReasonTokenInvalid, check: "token_" + code, detail: err.Error(), chargeIP: true}
 	}
@@ -126,7 +126,7 @@ func (s *Server) decide(w http.ResponseWriter, r *http.Request, st *serverState,
 		d.reason, d.check, d.detail = reason, check, detail
 		return d
 	}
-	return s.release(w, r, st, d)
+	return s.dispatch(w, r, st, d, req) // the mode rules, then share or partial (evaluate.go)
 }
 
 // notReleasing returns why no release may happen under st ("" when one may).
@@ -151,7 +151,7 @@ func changedSince(st, cur *serverState) (reason, check, detail string) {
 	if reason, check, detail := notReleasing(cur); reason != "" {
 		return reason, check, detail
 	}
-	if cur.policy.Text() != st.policy.Text() || cur.cfg.Verifier != st.cfg.Verifier {
+	if cur.policy.Text() != st.policy.Text() || cur.cfg.Verifier != st.cfg.Verifier || !sameReleaseRules(st.cfg, cur.cfg) {
 		return ReasonUnavailable, "reloaded", "the policy or verifier changed while the request was checked; the caller may retry"
 	}
 	return "", "", ""

@@ -35,7 +35,7 @@ func newShareholderCmd() *cobra.Command {
 	policy := group("policy", "print ready-made CEL release policies",
 		"mcbn shareholder policy prints release policies to start from.",
 		"  $ mcbn shareholder policy confidential-space --image-digest sha256:... --project my-project",
-		newShareholderPolicyCmd())
+		newShareholderPolicyCmd(), newShareholderPolicyTDXCmd(), newShareholderPolicySNPCmd(), newShareholderPolicyMockCmd())
 	return group("shareholder", "hold one share and release it only to attested proxies (the consent daemon)",
 		`mcbn shareholder runs a participant's share-release daemon and its tools: the
 consent switch, the audit log verifier and a ready-made release policy.
@@ -43,7 +43,7 @@ consent switch, the audit log verifier and a ready-made release policy.
 See docs/share-release.md for the protocol, the configuration and the audit log.`,
 		`  $ mcbn shareholder serve --config alice.yaml
   $ mcbn shareholder consent revoke --config alice.yaml`,
-		newShareholderServeCmd(), consent, audit, policy, newShareholderPinCmd())
+		newShareholderServeCmd(), consent, audit, policy, newShareholderPinCmd(), newShareholderCollateralCmd())
 }
 
 const shServeLong = `Runs the share-release daemon: HTTPS (TLS 1.3 only) with POST /v1/release and

@@ -184,6 +184,7 @@ func runUDP(e *env, o options, res *Results) error {
 	}
 	name := func(c key) string { return fmt.Sprintf("%s, %d B, %s", c.kind, c.size, mode(c)) }
 	deliv, loss, offered, goodput, cpu := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
+	selfCPUPer := map[key][]float64{} // the bench process: sender, receiver, echo
 	errs := map[key]string{}
 	for run := 0; run < o.runs; run++ {
 		for _, c := range cases {
@@ -191,6 +192,7 @@ func runUDP(e *env, o options, res *Results) error {
 			if c.kind == kindMcbn {
 				cpu0 = procsCPU(pair.procs)
 			}
+			self0 := selfCPU()
 			st, err := udpRun(targets[c.kind], c.size, o.udpDur, c.rate, 5_000_000)
 			if err != nil {
 				errs[c] = err.Error()
@@ -203,6 +205,9 @@ func runUDP(e *env, o options, res *Results) error {
 			offered[c] = append(offered[c], st.offered)
 			if c.rate == 0 {
 				goodput[c] = append(goodput[c], st.delivered*float64(c.size)*8/1e6)
+			}
+			if d := selfCPU() - self0; d > 0 && st.got > 0 {
+				selfCPUPer[c] = append(selfCPUPer[c], float64(d.Microseconds())/float64(st.got))
 			}
 			if c.kind == kindMcbn && st.got > 0 {
 				if d := procsCPU(pair.procs) - cpu0; d > 0 {
@@ -217,7 +222,8 @@ func runUDP(e *env, o options, res *Results) error {
 			fs = append(fs, newFigure("udp", name(c)+": offered", "dgram/s", offered[c]),
 				newFigure("udp", name(c)+": goodput (echoed)", "Mbit/s", goodput[c]))
 		}
-		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]))
+		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]),
+			newFigure("udp", name(c)+": CPU of the bench process (sender, receiver, echo) per echoed datagram", "µs", selfCPUPer[c]))
 		if c.kind == kindMcbn {
 			fs = append(fs, newFigure("udp", name(c)+": CPU of both proxies per echoed datagram", "µs", cpu[c]))
 		}
@@ -234,6 +240,18 @@ func runUDP(e *env, o options, res *Results) error {
 		}
 	}
 	if o.has(kindMcbn) {
+		runUDPOverload(o, res, pair)
+		// A fresh pair: the cases above left sessions open (each run is a
+		// new local socket), and with them 1,000 more would pass the
+		// client route's max_sessions (1,024).
+		if fresh, err := e.startMcbn("udp", echo.addr(), tcpOptions{}); err != nil {
+			f := newFigure("udp", "mcbn, 1,000 concurrent UDP sessions through one client proxy: sessions echoing (of 1000)", "sessions", nil)
+			f.Err = err.Error()
+			res.add(f)
+		} else {
+			runUDPSessions(res, fresh, 1000)
+			fresh.stop()
+		}
 		runOpenSSLDTLS(e, o, res)
 	}
 	return nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -60,6 +61,7 @@ func (u *udpClientRoute) listen() error {
 		return err
 	}
 	u.rcvBuf, u.sndBuf = sizeSocketBuffers(pc)
+	registerUDPDropAlias(u.met.m)
 	u.pc = pc
 	u.sessions = map[netip.AddrPort]*udpClientSession{}
 	return nil
@@ -83,55 +85,103 @@ func (u *udpClientRoute) stopAccepting() {
 	u.track.closeAll()
 }
 
-// serve reads every local peer's datagrams from the route's one socket
-// and queues each on its peer's session. It allocates nothing per
-// datagram: a datagram is read into a full-size buffer and, when it is
-// small (the common case), copied into a pooled small one, so a session's
-// queue pins little memory.
+// serve reads every local peer's datagrams from the route's one socket,
+// up to udpBatchLen per recvmmsg, and sends each established session's
+// share of a batch as one sendmmsg of sealed records on its tunnel socket
+// (batch.go). It allocates nothing per datagram and starts no goroutine
+// per datagram: only a session still in its handshake gets a copy of the
+// datagram (a pooled buffer) on its bounded queue.
 func (u *udpClientRoute) serve() {
-	bp := getDatagram(maxDatagram)
-	defer func() { putDatagram(bp) }()
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the local socket's kernel drops, every second
+		sock := &socketDropSync{pc: u.pc}
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				sock.sync(u.met)
+			case <-stop:
+				sock.sync(u.met)
+				return
+			}
+		}
+	}()
+	b := tlspsk.NewUDPBatch(u.pc, udpBatchLen, tlspsk.UDPPlainSlot, false)
+	owner := make([]*udpClientSession, b.Len())
+	touched := make([]*udpClientSession, 0, b.Len())
+	out := make([]tlspsk.UDPMsg, 0, b.Len())
 	for {
-		n, peer, err := u.pc.ReadFromUDPAddrPort((*bp)[:cap(*bp)])
+		n, err := b.Recv()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
 			continue // e.g. ECONNREFUSED from an earlier reply to a gone peer
 		}
-		s := u.session(peer)
-		if s == nil {
-			continue
-		}
-		if s.failed.Load() {
-			u.met.drop("handshake_failed")
-			continue
-		}
-		if dc := s.live.Load(); dc != nil {
-			s.last.Store(time.Now().UnixNano())
-			if _, err := dc.Write((*bp)[:n]); err != nil {
-				u.met.drop("tunnel_write_failed")
-				s.Close()
+		for i := 0; i < n; i++ {
+			owner[i] = nil
+			m := &b.Msgs[i]
+			if m.Trunc {
+				u.met.drop("oversize") // longer than a DTLS record carries
 				continue
 			}
-			u.met.datagramsFwd.Inc()
-			u.met.bytesFwd.Add(float64(n))
-			continue
+			s := u.session(m.Addr)
+			if s == nil {
+				continue
+			}
+			if s.failed.Load() {
+				u.met.drop("handshake_failed")
+				continue
+			}
+			if s.live.Load() != nil {
+				if !slices.Contains(touched, s) {
+					touched = append(touched, s)
+				}
+				owner[i] = s
+				continue
+			}
+			d := getDatagram(len(m.B))
+			copy(*d, m.B)
+			select {
+			case s.queue <- d:
+			default:
+				putDatagram(d)
+				u.met.drop("queue_full")
+			}
 		}
-		var d *[]byte
-		if n <= smallDatagram {
-			d = getDatagram(n)
-			*d = append((*d)[:0], (*bp)[:n]...)
-		} else {
-			d, bp = bp, getDatagram(maxDatagram) // hand over the big buffer
-			*d = (*d)[:n]
+		for j, s := range touched {
+			out = out[:0]
+			for i := 0; i < n; i++ {
+				if owner[i] == s {
+					out = append(out, tlspsk.UDPMsg{B: b.Msgs[i].B})
+				}
+			}
+			u.forward(s, out)
+			touched[j] = nil
 		}
-		select {
-		case s.queue <- d:
-		default:
-			putDatagram(d)
-			u.met.drop("queue_full")
-		}
+		touched = touched[:0]
+		clear(out[:cap(out)])
+		clear(owner)
+	}
+}
+
+// forward seals and sends an established session's datagrams; a failed
+// tunnel write ends the session and counts what it did not carry.
+func (u *udpClientRoute) forward(s *udpClientSession, ms []tlspsk.UDPMsg) {
+	dc := s.live.Load()
+	s.last.Store(time.Now().UnixNano())
+	k, err := dc.WriteBatch(ms)
+	var bytes int
+	for _, m := range ms[:k] {
+		bytes += len(m.B)
+	}
+	u.met.datagramsFwd.Add(float64(k))
+	u.met.bytesFwd.Add(float64(bytes))
+	if err != nil {
+		u.met.dropN("tunnel_write_failed", uint64(len(ms)-k))
+		s.Close()
 	}
 }
 
@@ -216,7 +266,8 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 		return
 	}
 	u.dest.handshake("", "")
-	u.relay(s, dc)
+	uc, _ := c.(*net.UDPConn)
+	u.relay(s, dc, uc)
 }
 
 // holdDown logs a failed session start and keeps dropping the peer's
@@ -233,7 +284,7 @@ func (u *udpClientRoute) holdDown(s *udpClientSession, err error, start time.Tim
 	}
 }
 
-func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn) {
+func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn, tunnel *net.UDPConn) {
 	u.met.sessionsTotal.Inc()
 	u.met.sessionsOpen.Inc()
 	defer u.met.sessionsOpen.Dec()
@@ -252,6 +303,10 @@ func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn) {
 	go func() { // server proxy -> local peer
 		defer close(readDone)
 		defer s.Close()
+		if tunnel != nil {
+			u.reverse(s, dc, tunnel)
+			return
+		}
 		bp := datagramPool.Get().(*[]byte)
 		defer datagramPool.Put(bp)
 		for {

@@ -73,8 +73,9 @@ func udpIdle(r *Route) time.Duration {
 }
 
 // relayDatagrams carries datagrams between a DTLS session (the listener
-// side) and its own backend socket until either ends or the session idles.
-func relayDatagrams(r *route, dc net.Conn, backend *net.UDPConn) {
+// side) and its own backend socket until either ends or the session idles,
+// in batches both ways (see relayBackend and docs/udp.md).
+func relayDatagrams(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn) {
 	r.met.sessionsTotal.Inc()
 	r.met.sessionsOpen.Inc()
 	defer r.met.sessionsOpen.Dec()
@@ -89,46 +90,35 @@ func relayDatagrams(r *route, dc net.Conn, backend *net.UDPConn) {
 	done := make(chan struct{})
 	go func() { // backend -> tunnel
 		defer close(done)
-		bp := datagramPool.Get().(*[]byte)
-		defer datagramPool.Put(bp)
-		for {
-			n, err := backend.Read(*bp)
-			if err != nil {
-				if errors.Is(err, syscall.ECONNREFUSED) {
-					r.dest.record(err)
-					continue
-				}
-				dc.Close()
-				return
-			}
-			r.dest.reachable()
-			last.Store(time.Now().UnixNano())
-			if _, err := dc.Write((*bp)[:n]); err != nil {
-				dc.Close()
-				return
-			}
-			r.met.datagramsRev.Inc()
-			r.met.bytesRev.Add(float64(n))
-		}
+		relayBackend(r, dc, backend, &last)
 	}()
-	bp := datagramPool.Get().(*[]byte)
-	defer datagramPool.Put(bp)
+	// tunnel -> backend: every datagram the listener has queued for the
+	// session, opened in place, then one sendmmsg on the backend socket.
+	msgs := make([]tlspsk.UDPMsg, udpSessionBatchLen)
+	out := tlspsk.NewUDPBatch(backend, udpSessionBatchLen, 0, true)
+loop:
 	for {
-		n, err := dc.Read(*bp)
+		n, err := dc.ReadBatch(msgs)
 		if err != nil {
 			break
 		}
 		last.Store(time.Now().UnixNano())
-		if _, err := backend.Write((*bp)[:n]); err != nil {
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				r.dest.record(err)
-				r.met.drop("backend_unreachable")
-				continue
+		for sent := 0; sent < n; {
+			k, err := out.Send(msgs[sent:n])
+			countSent(r.met.datagramsFwd, r.met.bytesFwd, msgs[sent:sent+k])
+			sent += k
+			if err != nil {
+				if errors.Is(err, syscall.ECONNREFUSED) {
+					r.dest.record(err)
+					r.met.drop("backend_unreachable")
+					sent++
+					continue
+				}
+				r.met.dropN("backend_write_failed", uint64(n-sent))
+				break loop
 			}
-			break
 		}
-		r.met.datagramsFwd.Inc()
-		r.met.bytesFwd.Add(float64(n))
+		clear(msgs[:n])
 	}
 	backend.Close()
 	dc.Close()

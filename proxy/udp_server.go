@@ -96,6 +96,7 @@ func (u *udpServerRoute) listen() error {
 		return err
 	}
 	u.rcvBuf, u.sndBuf = sizeSocketBuffers(pc)
+	registerUDPDropAlias(u.met.m)
 	cfg := dtlsConfig(u.cfg)
 	cfg.GetKey = func(identity string) ([]byte, error) {
 		k, err := u.src.Key(identity)
@@ -132,17 +133,21 @@ func (u *udpServerRoute) listen() error {
 // route-listening log line.
 func (u *udpServerRoute) socketBuffers() (rcv, snd int) { return u.rcvBuf, u.sndBuf }
 
-// syncDrops copies the listener's drop counters into
-// mcbn_proxy_udp_dropped_datagrams_total every second and once at the end.
+// syncDrops copies the listener's drop counters, and the kernel's for the
+// listener socket (socket_buffer), into the drop metric every second and
+// once at the end.
 func (u *udpServerRoute) syncDrops() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	sock := &socketDropSync{pc: u.pc}
 	for {
 		select {
 		case <-t.C:
 			u.drops.sync(u.met, u.ln.Stats().Dropped)
+			sock.sync(u.met)
 		case <-u.stopSync:
 			u.drops.sync(u.met, u.ln.Stats().Dropped)
+			sock.sync(u.met)
 			return
 		}
 	}

@@ -65,6 +65,7 @@ type DTLSConn struct {
 		early  [][]byte  // application data that arrived before the handshake ended
 		err    error     // sticky
 		forged uint64    // records that failed authentication
+		held   [][]byte  // pooled buffers the last ReadBatch returned plaintext in
 	}
 	out struct {
 		sync.Mutex
@@ -72,7 +73,9 @@ type DTLSConn struct {
 		seq   [2]uint64 // next sequence number per epoch
 		k     *dtlsCipher
 		buf   []byte
-		err   error // sticky
+		err   error     // sticky
+		batch *UDPBatch // WriteBatch's headers (made on first use)
+		msgs  []UDPMsg  // WriteBatch's sealed records
 	}
 
 	// Server: our Finished, kept to answer a client that retransmits its
@@ -469,6 +472,7 @@ func (c *DTLSConn) Read(b []byte) (int, error) {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	c.releaseHeldLocked()
 	for {
 		if c.in.err != nil {
 			return 0, c.in.err

@@ -50,6 +50,9 @@ type DTLSListener struct {
 
 	cookies cookieJar // the read loop's only
 	hvr     []byte    // the read loop's HelloVerifyRequest buffer
+	// overflowed: a session's queue overflowed during this batch (the
+	// read loop's only): the loop then pauses briefly (see loopBatch).
+	overflowed bool
 
 	drops    listenerDrops
 	hvrSent  atomic.Uint64
@@ -194,6 +197,10 @@ var (
 // loop reads the socket until it is closed.
 func (l *DTLSListener) loop() {
 	defer close(l.loopDone)
+	if l.udp != nil {
+		l.loopBatch()
+		return
+	}
 	buf := make([]byte, 64<<10)
 	for {
 		var n int
@@ -232,6 +239,56 @@ func (l *DTLSListener) loop() {
 		l.handle(buf[:n], key, addr)
 	}
 }
+
+// loopBatch is loop on a *net.UDPConn: up to dtlsBatchLen datagrams per
+// recvmmsg into the batch's own buffers (handle copies what it keeps).
+func (l *DTLSListener) loopBatch() {
+	b := NewUDPBatch(l.udp, dtlsBatchLen, UDPRecordSlot, false)
+	for {
+		n, err := b.Recv()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTransientUDPError(err) {
+				continue
+			}
+			l.loopErr = err
+			go l.Close()
+			return
+		}
+		for i := 0; i < n; i++ {
+			m := &b.Msgs[i]
+			if m.Trunc {
+				l.drops.oversize.Add(1)
+				continue
+			}
+			if !m.Addr.IsValid() {
+				l.drops.malformed.Add(1)
+				continue
+			}
+			l.handle(m.B, sessionKey{ap: m.Addr}, nil)
+		}
+		if l.overflowed {
+			// A session is not keeping up: reading on at full speed would
+			// only copy datagrams to drop them, taking the CPU the
+			// session needs. Pausing lets the socket buffer hold (or the
+			// kernel drop, at no cost to us) what comes meanwhile. The
+			// pause is short and bounded, so a flood aimed at one
+			// session's queue slows the loop to at most one batch per
+			// pause, and never blocks it.
+			l.overflowed = false
+			time.Sleep(overflowPause)
+		}
+	}
+}
+
+// overflowPause is how long the listener's read loop pauses after a batch
+// in which a session's queue overflowed.
+const overflowPause = 200 * time.Microsecond
 
 // handle routes one datagram.
 func (l *DTLSListener) handle(d []byte, key sessionKey, addr net.Addr) {
@@ -297,6 +354,7 @@ func (l *DTLSListener) enqueue(c *DTLSConn, d []byte, key sessionKey, addr net.A
 		c.queued.Add(-int64(cap(b)))
 		putDgram(b)
 		c.countDrop(&c.drops.queueFull, dropQueueFull)
+		l.overflowed = true
 		return
 	}
 	copy(b, d)
@@ -310,6 +368,7 @@ func (l *DTLSListener) enqueue(c *DTLSConn, d []byte, key sessionKey, addr net.A
 		c.queued.Add(-int64(cap(b)))
 		putDgram(b)
 		c.countDrop(&c.drops.queueFull, dropQueueFull)
+		l.overflowed = true
 	}
 }
 

@@ -1,0 +1,163 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// udpBatchLen is how many datagrams the proxies move per recvmmsg or
+// sendmmsg (tlspsk.UDPBatch; one per call off Linux). 32 datagrams of
+// 1,200 bytes are ~38 KB per system call; more does not pay on the
+// loads measured (docs/udp.md).
+const udpBatchLen = 32
+
+// udpSessionBatchLen is the batch of a socket per session (a client's
+// tunnel socket, a server's backend socket): such a batch's buffers come
+// from a shared free list only while a batch is being handled, and
+// smaller batches keep that list small (8 × 16 KiB per kit).
+const udpSessionBatchLen = 8
+
+// countSent adds sent datagrams and their bytes to a direction's metrics.
+func countSent(dgrams, bytes prometheus.Counter, ms []tlspsk.UDPMsg) {
+	if len(ms) == 0 {
+		return
+	}
+	var n int
+	for i := range ms {
+		n += len(ms[i].B)
+	}
+	dgrams.Add(float64(len(ms)))
+	bytes.Add(float64(n))
+}
+
+// relayBackend carries a server session's backend replies into the
+// tunnel: up to udpSessionBatchLen per recvmmsg on the session's own backend
+// socket (pooled buffers: an idle session pins none), sealed and sent to
+// the client with one sendmmsg on the listener's socket.
+func relayBackend(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn, last *atomic.Int64) {
+	in := tlspsk.NewUDPBatch(backend, udpSessionBatchLen, tlspsk.UDPPlainSlot, true)
+	defer in.Release()
+	ms := make([]tlspsk.UDPMsg, 0, udpSessionBatchLen)
+	for {
+		n, err := in.Recv()
+		if err != nil {
+			if errors.Is(err, syscall.ECONNREFUSED) {
+				r.dest.record(err)
+				continue
+			}
+			dc.Close()
+			return
+		}
+		r.dest.reachable()
+		last.Store(time.Now().UnixNano())
+		ms = ms[:0]
+		for i := 0; i < n; i++ {
+			if in.Msgs[i].Trunc {
+				r.met.drop("oversize") // longer than a DTLS record carries
+				continue
+			}
+			ms = append(ms, tlspsk.UDPMsg{B: in.Msgs[i].B})
+		}
+		k, err := dc.WriteBatch(ms)
+		countSent(r.met.datagramsRev, r.met.bytesRev, ms[:k])
+		clear(ms)
+		if err != nil {
+			r.met.dropN("tunnel_write_failed", uint64(len(ms)-k))
+			dc.Close()
+			return
+		}
+	}
+}
+
+// reverse carries the server proxy's records to a client session's local
+// peer: up to udpSessionBatchLen datagrams per recvmmsg on the session's own
+// tunnel socket, opened in place (tlspsk.DTLSConn.OpenRecord, which also
+// answers a retransmitted handshake flight and ends the session on an
+// alert), and sent on with one sendmmsg on the route's local socket.
+func (u *udpClientRoute) reverse(s *udpClientSession, dc *tlspsk.DTLSConn, tunnel *net.UDPConn) {
+	in := tlspsk.NewUDPBatch(tunnel, udpSessionBatchLen, tlspsk.UDPRecordSlot, true)
+	defer in.Release()
+	out := tlspsk.NewUDPBatch(u.pc, udpSessionBatchLen, 0, true)
+	ms := make([]tlspsk.UDPMsg, 0, udpSessionBatchLen*2)
+	for {
+		n, err := in.Recv()
+		if err != nil {
+			return
+		}
+		s.last.Store(time.Now().UnixNano())
+		ms = ms[:0]
+		var end error
+		for i := 0; i < n && end == nil; i++ {
+			d := in.Msgs[i].B
+			if in.Msgs[i].Trunc {
+				u.met.drop("malformed") // no record is this long
+				continue
+			}
+			for len(d) > 0 {
+				rec, rest, ok := dc.SplitRecord(d)
+				if !ok {
+					dc.OpenRecord(d) // counts it malformed
+					break
+				}
+				d = rest
+				p, err := dc.OpenRecord(rec)
+				if err != nil {
+					end = err
+					break
+				}
+				if p != nil {
+					ms = append(ms, tlspsk.UDPMsg{B: p, Addr: s.peer})
+				}
+			}
+		}
+		u.sendLocal(out, ms)
+		clear(ms)
+		if end != nil {
+			return
+		}
+	}
+}
+
+// sendLocal sends datagrams to local peers, dropping (and counting) any
+// the socket refuses.
+func (u *udpClientRoute) sendLocal(out *tlspsk.UDPBatch, ms []tlspsk.UDPMsg) {
+	for sent := 0; sent < len(ms); {
+		k, err := out.Send(ms[sent:])
+		countSent(u.met.datagramsRev, u.met.bytesRev, ms[sent:sent+k])
+		sent += k
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				u.met.dropN("local_write_failed", uint64(len(ms)-sent))
+				return
+			}
+			u.met.drop("local_write_failed")
+			sent++
+		}
+	}
+}
+
+// socketDropSync copies the kernel's drop counter of a route's shared UDP
+// socket (the client's local socket, the server's listener socket) into
+// the drop metric as reason socket_buffer: datagrams lost because the
+// socket's receive buffer was full, before any code of ours saw them.
+// Under overload that is where most drops belong (the cheapest place),
+// so they must be counted too.
+type socketDropSync struct {
+	pc   *net.UDPConn
+	last uint64
+}
+
+func (s *socketDropSync) sync(m *routeMetrics) {
+	n, ok := socketDrops(s.pc)
+	if !ok || n <= s.last {
+		return
+	}
+	m.dropN("socket_buffer", n-s.last)
+	s.last = n
+}

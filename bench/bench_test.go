@@ -45,13 +45,21 @@ func TestJudge(t *testing.T) {
 		newFigure("bulk", "stunnel, 1 stream", "Gbit/s", []float64{6}),
 		newFigure("memory", "mcbn client side, 10 idle tunnels", "KiB/tunnel", []float64{39}),
 		newFigure("memory", "mcbn server side, 10 idle tunnels", "KiB/tunnel", []float64{41}),
-		newFigure("gather", "T=3, N=5", "ms", []float64{49}))
+		newFigure("gather", "T=3, N=5", "ms", []float64{49}),
+		newFigure("conn", "mcbn: connections/s", "conn/s", []float64{1900}),
+		newFigure("conn", "stunnel: connections/s", "conn/s", []float64{1000}),
+		newFigure("conn", "mcbn-preconnect: connections/s", "conn/s", []float64{3000}),
+		newFigure("conn", "mcbn-preconnect: time to first byte p50", "µs", []float64{500}),
+		newFigure("conn", "socat: time to first byte p50", "µs", []float64{600}))
 	r.judge()
 	want := map[string]string{
-		"TCP throughput, 1 stream >= stunnel":                           "MISS",
-		"<= 40 KiB per idle tunnel (mcbn client side, 10 idle tunnels)": "PASS",
-		"<= 40 KiB per idle tunnel (mcbn server side, 10 idle tunnels)": "MISS",
-		"gathering T=3, N=5 < 50 ms":                                    "PASS",
+		"new connections/s >= 2× stunnel (X25519MLKEM768, preconnect off)": "MISS",
+		"preconnect on: new connections/s >= 3× stunnel":                   "PASS",
+		"preconnect on: time to first byte p50 <= socat pair":              "PASS",
+		"TCP throughput, 1 stream >= stunnel":                              "MISS",
+		"<= 40 KiB per idle tunnel (mcbn client side, 10 idle tunnels)":    "PASS",
+		"<= 40 KiB per idle tunnel (mcbn server side, 10 idle tunnels)":    "MISS",
+		"gathering T=3, N=5 < 50 ms":                                       "PASS",
 	}
 	for _, tg := range r.Targets {
 		if w, ok := want[tg.Goal]; ok {

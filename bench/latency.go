@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"slices"
 	"time"
 )
 
@@ -138,49 +137,7 @@ func startEchoAndRelays(e *env, kinds []string, o tcpOptions) (*tcpEcho, map[str
 	return echo, relays, cleanup, nil
 }
 
-func runConn(e *env, o options, res *Results) error {
-	if slices.Contains(o.kinds, kindMcbn) {
-		o.kinds = append(slices.Clone(o.kinds), kindMcbnX25519)
-	}
-	_, relays, cleanup, err := startEchoAndRelays(e, o.kinds, tcpOptions{})
-	if err != nil {
-		return err
-	}
-	defer cleanup()
-	rate, p50, p99 := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
-	errs := map[string]string{}
-	for run := 0; run < o.runs; run++ {
-		for _, k := range o.kinds {
-			st, err := connRun(relays[k].addr, o.latDur, 20000) // bounded: ephemeral ports
-			if err != nil {
-				errs[k] = err.Error()
-				logf("conn %s run %d: %v", k, run+1, err)
-				continue
-			}
-			logf("conn %s run %d: %.0f conn/s, TTFB p50 %.0f µs p99 %.0f µs", k, run+1, st.rate, st.p50, st.p99)
-			rate[k] = append(rate[k], st.rate)
-			p50[k] = append(p50[k], st.p50)
-			p99[k] = append(p99[k], st.p99)
-		}
-	}
-	for _, k := range o.kinds {
-		for _, f := range []*Figure{
-			newFigure("conn", k+": connections/s", "conn/s", rate[k]),
-			newFigure("conn", k+": time to first byte p50", "µs", p50[k]),
-			newFigure("conn", k+": time to first byte p99", "µs", p99[k]),
-		} {
-			if !f.ok() {
-				f.Err = errs[k]
-			}
-			res.add(f)
-		}
-	}
-	res.addRatio("conn", "ratio mcbn/stunnel: connections/s", kindMcbn+": connections/s", kindStunnel+": connections/s")
-	res.addRatio("conn", "ratio mcbn/stunnel: time to first byte p50", kindMcbn+": time to first byte p50", kindStunnel+": time to first byte p50")
-	res.addRatio("conn", "ratio mcbn-x25519/stunnel: connections/s", kindMcbnX25519+": connections/s", kindStunnel+": connections/s")
-	res.addRatio("conn", "ratio mcbn-x25519/stunnel: time to first byte p50", kindMcbnX25519+": time to first byte p50", kindStunnel+": time to first byte p50")
-	return nil
-}
+// runConn is in conn.go.
 
 func runRTT(e *env, o options, res *Results) error {
 	_, relays, cleanup, err := startEchoAndRelays(e, o.kinds, tcpOptions{})

@@ -119,6 +119,9 @@ func runProfile(e *env, o options) error {
 	}
 	defer summary.Close()
 	out := io.MultiWriter(summary, os.Stdout)
+	if slices.Contains(o.only, "conn") { // --only conn: the connection path alone
+		return profileConn(e, o, dir, out)
+	}
 	if err := profileBulk(e, o, dir, out); err != nil {
 		return err
 	}

@@ -42,6 +42,29 @@ func (r *Results) judge() {
 	cmp("TCP throughput, 4 streams >= stunnel", "bulk", "mcbn, 4 streams", "stunnel, 4 streams", true, "Gbit/s")
 	cmp("new connections/s >= stunnel (mcbn default: X25519MLKEM768)", "conn", "mcbn: connections/s", "stunnel: connections/s", true, "conn/s")
 	cmp("new connections/s >= stunnel (both X25519)", "conn", "mcbn-x25519: connections/s", "stunnel: connections/s", true, "conn/s")
+	// Issue 16: ratios to stunnel (and socat) in this run.
+	ratio := func(goal, section, ours, theirs string, factor float64, higherBetter bool, unit string) {
+		a, b := r.find(section, ours), r.find(section, theirs)
+		if !a.ok() || !b.ok() {
+			if a != nil || b != nil {
+				r.Targets = append(r.Targets, Target{Goal: goal, Result: "figure missing", Status: "n/a"})
+			}
+			return
+		}
+		ok := a.Median >= factor*b.Median
+		if !higherBetter {
+			ok = a.Median <= factor*b.Median
+		}
+		r.Targets = append(r.Targets, Target{Goal: goal,
+			Result: fmt.Sprintf("%s vs %s %s (%s×)", num(a.Median), num(b.Median), unit, num(a.Median/b.Median)), Status: status(ok)})
+	}
+	par := fmt.Sprintf("%d parallel", connParallel)
+	ratio("new connections/s >= 2× stunnel (X25519MLKEM768, preconnect off)", "conn", "mcbn: connections/s", "stunnel: connections/s", 2, true, "conn/s")
+	ratio("preconnect on: time to first byte p50 <= socat pair", "conn", kindMcbnPre+": time to first byte p50", "socat: time to first byte p50", 1, false, "µs")
+	ratio("preconnect on, paced 100/s: time to first byte p50 <= socat pair", "conn", kindMcbnPre+", paced 100/s: time to first byte p50", "socat, paced 100/s: time to first byte p50", 1, false, "µs")
+	ratio("preconnect on: new connections/s >= 3× stunnel", "conn", kindMcbnPre+": connections/s", "stunnel: connections/s", 3, true, "conn/s")
+	ratio("8 parallel clients: new connections/s >= 2× stunnel (preconnect off)", "conn", "mcbn, "+par+": connections/s", "stunnel, "+par+": connections/s", 2, true, "conn/s")
+	ratio("8 parallel clients: new connections/s >= 2× stunnel (preconnect on)", "conn", kindMcbnPre+", "+par+": connections/s", "stunnel, "+par+": connections/s", 2, true, "conn/s")
 	cmp("p50 latency added to direct (64 B RTT) <= stunnel", "rtt", "mcbn: p50 added to direct", "stunnel: p50 added to direct", false, "µs")
 
 	for _, f := range r.Figures {

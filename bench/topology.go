@@ -61,6 +61,8 @@ func (e *env) startTCP(kind, backend string, o tcpOptions) (*relay, error) {
 		return e.startStunnel(backend)
 	case kindMcbn:
 		return e.startMcbn("tcp", backend, o)
+	case kindMcbnPre:
+		return e.startMcbnPre(backend)
 	case kindMcbnX25519:
 		o.groups = "X25519"
 		r, err := e.startMcbn("tcp", backend, o)

@@ -31,6 +31,8 @@ type RouteStatus struct {
 	Open        int64             `json:"open"` // tunnels (TCP) or sessions (UDP)
 	// Reload is the last SIGHUP reload of the source (absent before one).
 	Reload *ReloadStatus `json:"reload,omitempty"`
+	// Epochs are the route's key epochs (absent without psk.epochs).
+	Epochs *EpochsStatus `json:"epochs,omitempty"`
 }
 
 // Status reports every route.
@@ -43,7 +45,7 @@ func (p *Proxy) Status() []RouteStatus {
 		b := r.base()
 		s := RouteStatus{Name: b.cfg.Name, Mode: b.mode, Transport: b.cfg.Transport, Listen: b.cfg.Listen,
 			Connect: b.cfg.Connect, Identity: b.identity, PSK: b.src.Status(), Destination: b.dest.snapshot(), Open: r.open(),
-			Reload: b.reload.snapshot()}
+			Reload: b.reload.snapshot(), Epochs: b.epochStatus()}
 		switch {
 		case draining:
 			s.State = "draining"

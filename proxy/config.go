@@ -55,6 +55,9 @@ type Config struct {
 	Routes        []Route  `yaml:"routes"`
 
 	probeSet bool // probe_interval given, so 0 means "off"
+	// reload re-reads the config as LoadConfig read it (set when it came
+	// from a file): SIGHUP applies the routes' psk.epochs from it.
+	reload func() (*Config, error)
 }
 
 // Route is one tunnel: a listener, a destination and a PSK.
@@ -73,6 +76,11 @@ type Route struct {
 	// address other than loopback. Without it such a listen is an error:
 	// whoever reaches that listener gets a tunnel to the server app.
 	AllowPublicListen bool `yaml:"allow_public_listen"`
+	// Preconnect (TCP): on a client route, how many handshaken tunnels to
+	// keep ready for new local connections (0: none); on a server route,
+	// any value above 0 makes it dial the backend only when a tunnel's
+	// first application record arrives (see preconnect.go).
+	Preconnect int `yaml:"preconnect"`
 
 	listen, connect Endpoint // parsed by validate
 	external        bool     // source given by Options.Sources
@@ -89,6 +97,13 @@ type PSKConfig struct {
 	// OddHexAsText makes a PSKsecrets key made only of an odd number of hex
 	// digits its ASCII bytes (stunnel's rule) instead of an error.
 	OddHexAsText bool `yaml:"odd_hex_as_text"`
+	// Epochs, instead of the one key source above, gives one key source per
+	// epoch: the PSK identity becomes IDENTITY/EPOCH (key rotation, see
+	// epochs.go and docs/key-rotation.md).
+	Epochs []EpochConfig `yaml:"epochs"`
+	// Rollover is how long an epoch is still accepted after a newer one
+	// became ready (default 10m); only with epochs.
+	Rollover Duration `yaml:"rollover"`
 }
 
 // TLSConfig tunes TCP routes (tlspsk).
@@ -345,6 +360,9 @@ func (c *Config) validateRoute(i int, r *Route) error {
 	if r.AllowPublicListen && c.Mode == ModeServer {
 		return fieldError(i, r, "allow_public_listen", "only for a client proxy's plain listener")
 	}
+	if r.Preconnect < 0 || r.Preconnect > maxPreconnect || (r.Preconnect > 0 && r.Transport != "tcp") {
+		return fieldError(i, r, "preconnect", "%d: use 0 to %d, on a TCP route", r.Preconnect, maxPreconnect)
+	}
 	if !r.external {
 		if err := validatePSK(i, r); err != nil {
 			return err
@@ -378,35 +396,45 @@ func (c *Config) validateRoute(i int, r *Route) error {
 }
 
 func validatePSK(i int, r *Route) error {
-	p := &r.PSK
+	if len(r.PSK.Epochs) > 0 || r.PSK.Rollover != 0 {
+		return validateEpochs(i, r)
+	}
+	return validateKeySource(i, r, &r.PSK, "psk")
+}
+
+// validateKeySource checks one key source: the route's psk block, or one
+// entry of psk.epochs (at is the field path, "psk" or "psk.epochs[1]").
+func validateKeySource(i int, r *Route, p *PSKConfig, at string) error {
 	var set []string
 	for _, f := range []struct{ name, v string }{
-		{"psk.hex", p.Hex}, {"psk.env", p.Env}, {"psk.file", p.File}, {"psk.secrets", p.Secrets}, {"psk.source", p.Source},
+		{at + ".hex", p.Hex}, {at + ".env", p.Env}, {at + ".file", p.File}, {at + ".secrets", p.Secrets}, {at + ".source", p.Source},
 	} {
 		if f.v != "" {
 			set = append(set, f.name)
 		}
 	}
 	switch {
+	case len(set) == 0 && at == "psk":
+		return fieldError(i, r, "psk", "missing: set one of psk.file, psk.secrets, psk.env, psk.hex, psk.source or psk.epochs (flags --psk-file, --psk-secrets, --psk-env, --psk)")
 	case len(set) == 0:
-		return fieldError(i, r, "psk", "missing: set one of psk.file, psk.secrets, psk.env, psk.hex or psk.source (flags --psk-file, --psk-secrets, --psk-env, --psk)")
+		return fieldError(i, r, at, "no key source: set one of hex, env, file, secrets or source")
 	case len(set) > 1:
-		return fieldError(i, r, "psk", "%s are all set; choose one", strings.Join(set, " and "))
+		return fieldError(i, r, at, "%s are all set; choose one", strings.Join(set, " and "))
 	}
 	if p.OddHexAsText && p.Secrets == "" {
-		return fieldError(i, r, "psk.odd_hex_as_text", "only used with psk.secrets")
+		return fieldError(i, r, at+".odd_hex_as_text", "only used with %s.secrets", at)
 	}
 	if p.Options.Kind != 0 && p.Source == "" {
-		return fieldError(i, r, "psk.options", "only used with psk.source")
+		return fieldError(i, r, at+".options", "only used with %s.source", at)
 	}
 	if p.Hex != "" {
 		if _, err := ParseHexKey(p.Hex); err != nil {
-			return fieldError(i, r, "psk.hex", "%v", err)
+			return fieldError(i, r, at+".hex", "%v", err)
 		}
 	}
 	if p.Source != "" {
 		if _, ok := sourceFactory(p.Source); !ok {
-			return fieldError(i, r, "psk.source", "unknown kind %q (known: %s)", p.Source, strings.Join(append([]string{"hex", "env", "file", "secrets"}, sourceKinds()...), ", "))
+			return fieldError(i, r, at+".source", "unknown kind %q (known: %s)", p.Source, strings.Join(append([]string{"hex", "env", "file", "secrets"}, sourceKinds()...), ", "))
 		}
 	}
 	return nil

@@ -408,6 +408,9 @@ func LoadConfig(mode Mode, o LoadOptions) (*Config, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
+	if fromFile {
+		c.reload = func() (*Config, error) { return LoadConfig(mode, o) }
+	}
 	return c, nil
 }
 
@@ -437,6 +440,11 @@ func checkEnvNames(environ []string, c *Config) error {
 	for _, r := range c.Routes {
 		if r.PSK.Env != "" {
 			known[r.PSK.Env] = true // a key variable may carry our prefix
+		}
+		for _, e := range r.PSK.Epochs {
+			if e.Env != "" {
+				known[e.Env] = true
+			}
 		}
 	}
 	for _, kv := range environ {

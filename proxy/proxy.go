@@ -293,15 +293,27 @@ func (p *Proxy) AdminAddr() net.Addr {
 
 // Reload re-reads every source that can (SIGHUP). Open tunnels are not
 // touched; new tunnels use the new keys. A failed reload keeps the old key.
+//
+// A route with psk.epochs takes its epochs from the re-read config file
+// instead (epochs.go): new epochs are added, dropped ones retired; a config
+// that fails to load or apply keeps the route's epochs as they were.
 func (p *Proxy) Reload() error {
+	next, cfgErr := p.reloadEpochConfig()
 	var errs []error
 	for _, r := range p.routes {
 		b := r.base()
-		rl, ok := b.src.(Reloader)
-		if !ok {
-			continue
+		var err error
+		if es := b.epochs(); es != nil && (next != nil || cfgErr != nil) {
+			err = es.reloadFrom(next, cfgErr)
+		} else if wantsSpec(b) && (next != nil || cfgErr != nil) {
+			err = p.reloadSpec(b, next, cfgErr) // source_reload.go
+		} else {
+			rl, ok := b.src.(Reloader)
+			if !ok {
+				continue
+			}
+			err = rl.Reload()
 		}
-		err := rl.Reload()
 		b.reload.record(err)
 		if err != nil {
 			p.met.reloads.WithLabelValues("error").Inc()

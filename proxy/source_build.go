@@ -14,6 +14,15 @@ import (
 // configured one, else the first of a PSKsecrets file (client, as stunnel
 // does), else Client_identity.
 func buildSource(r *Route, mode Mode, log *slog.Logger) (Source, string, error) {
+	if len(r.PSK.Epochs) > 0 {
+		return buildEpochSet(r, mode, log)
+	}
+	return buildKeySource(r, mode, log, 0)
+}
+
+// buildKeySource builds the one key source of r.PSK (without epochs, or
+// an epochs entry copied there), for epoch.
+func buildKeySource(r *Route, mode Mode, log *slog.Logger, epoch uint64) (Source, string, error) {
 	id := r.Identity
 	p := &r.PSK
 	def := func() string {
@@ -64,7 +73,7 @@ func buildSource(r *Route, mode Mode, log *slog.Logger) (Source, string, error) 
 		if !ok {
 			return nil, "", fmt.Errorf("psk.source: unknown kind %q", p.Source)
 		}
-		spec := SourceSpec{Route: r.Name, Mode: mode, Identity: def(), Logger: log, Decode: nodeDecoder(&p.Options)}
+		spec := SourceSpec{Route: r.Name, Mode: mode, Identity: def(), Epoch: epoch, Logger: log, Decode: nodeDecoder(&p.Options)}
 		s, err := f(spec)
 		if err != nil {
 			return nil, "", fmt.Errorf("psk.source %s: %v", p.Source, err)

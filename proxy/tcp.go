@@ -22,6 +22,7 @@ type tcpRoute struct {
 	// max_connections so that connections that never finish a handshake
 	// cannot lock real clients out (see pendingHandshakes).
 	pending pendingHandshakes
+	pre     *preconnectPool // a client route's ready tunnels (preconnect: N), or nil
 }
 
 func newTCPRoute(r *route) (*tcpRoute, error) {
@@ -29,7 +30,10 @@ func newTCPRoute(r *route) (*tcpRoute, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &tcpRoute{route: r, tmpl: tmpl}, nil
+	tmpl.KeyShares = processKeyShares() // ephemeral key pairs made ahead, each used once
+	t := &tcpRoute{route: r, tmpl: tmpl}
+	t.pre = newPreconnectPool(t)
+	return t, nil
 }
 
 func (t *tcpRoute) base() *route { return t.route }
@@ -56,9 +60,13 @@ func (t *tcpRoute) stopAccepting() {
 	if t.ln != nil {
 		t.ln.Close()
 	}
+	t.pre.close()
 }
 
 func (t *tcpRoute) serve() {
+	if t.pre != nil {
+		go t.pre.run()
+	}
 	var backoff time.Duration
 	for {
 		c, err := t.ln.Accept()
@@ -210,6 +218,13 @@ func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 		tc.Close()
 		return nil, nil
 	}
+	// A route whose clients pre-connect dials when the tunnel is used: at
+	// its first application record (the client proxy sends an empty one).
+	if t.cfg.Preconnect > 0 && !t.awaitFirstRecord(tc) {
+		t.active.Add(-1)
+		tc.Close()
+		return nil, nil
+	}
 	st := tc.ConnectionState()
 	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
 	backend, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
@@ -231,14 +246,20 @@ func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 // the server proxy and the TLS handshake on it.
 func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	peer := local.RemoteAddr().String()
-	key, err := t.src.Key(t.identity)
+	if tc := t.pre.take(); tc != nil {
+		if nudge(tc) == nil {
+			return local, tc
+		}
+		tc.Close() // dial a fresh one
+	}
+	identity, key, err := t.clientKey() // with epochs: the newest ready epoch's
 	if err != nil {
-		t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", t.identity, "err", err)
+		t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", identity, "err", err)
 		local.Close()
 		return nil, nil
 	}
 	cfg := t.tmpl.Clone()
-	cfg.Identity, cfg.Key = t.identity, key
+	cfg.Identity, cfg.Key = identity, key
 	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
 	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
 	dcancel()
@@ -255,9 +276,9 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	err = tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
-		reason := t.handshakeFailed(err, t.cfg.Connect, t.identity, false, start)
+		reason := t.handshakeFailed(err, t.cfg.Connect, identity, false, start)
 		if t.ctx.Err() == nil {
-			t.dest.handshake(reason, "TLS handshake with the server proxy failed: "+reason+": "+explain(reason, t.mode, shortIdentity(t.identity)))
+			t.dest.handshake(reason, "TLS handshake with the server proxy failed: "+reason+": "+explain(reason, t.mode, shortIdentity(identity)))
 		}
 		tc.Close()
 		local.Close()
@@ -267,6 +288,13 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 	st := tc.ConnectionState()
 	t.log.Debug("tunnel open", "peer", peer, "version", tlsVersionName(st.Version), "suite", tlspsk.CipherSuiteName(st.CipherSuite),
 		"group", st.Group.String())
+	if t.pre != nil { // preconnect: the server route dials on the first record
+		if err := nudge(tc); err != nil {
+			tc.Close()
+			local.Close()
+			return nil, nil
+		}
+	}
 	return local, tc
 }
 
@@ -277,6 +305,7 @@ func (t *tcpRoute) tunnel(a, b net.Conn) {
 		return
 	}
 	defer t.track.done(b)
+	defer t.epochTunnel(a, b)() // per-epoch count and consent-loss close
 	t.met.tunnelsTotal.Inc()
 	t.met.tunnelsOpen.Inc()
 	defer t.met.tunnelsOpen.Dec()

@@ -82,6 +82,10 @@ type Config struct {
 	KeyLogWriter io.Writer
 	// Rand is the source of randomness; nil means crypto/rand.
 	Rand io.Reader
+	// KeyShares, when set, supplies pre-generated ephemeral X25519 and
+	// ML-KEM-768 key pairs for TLS 1.3 key shares (each used once; see
+	// KeySharePool). Ignored when Rand is set. nil: generated per handshake.
+	KeyShares *KeySharePool
 	// Time returns the current time; nil means time.Now. TLS 1.3 PSK
 	// without tickets has no use for it; it is kept for TLS 1.2 and the API.
 	Time func() time.Time

@@ -91,8 +91,10 @@ func ecdhShared(priv *ecdh.PrivateKey, peer []byte) ([]byte, error) {
 }
 
 // serverKeyShare answers the client's share for group g and returns the
-// server share and the shared secret.
-func serverKeyShare(g CurveID, client []byte, rand io.Reader) (pub, secret []byte, err error) {
+// server share and the shared secret. pooled, when not nil, is a fresh
+// X25519 key pair from a KeySharePool (used once, here) for an X25519 or
+// X25519MLKEM768 group; otherwise the key pair is generated now.
+func serverKeyShare(g CurveID, client []byte, rand io.Reader, pooled *ecdh.PrivateKey) (pub, secret []byte, err error) {
 	bad := alertf(alertIllegalParameter, "bad client key share")
 	curve := ecdhCurve(g)
 	if curve == nil {
@@ -111,9 +113,11 @@ func serverKeyShare(g CurveID, client []byte, rand io.Reader) (pub, secret []byt
 		kemSS, kemCT = ek.Encapsulate()
 		xpeer = client[mlkemEKLen:]
 	}
-	priv, err := curve.GenerateKey(rand)
-	if err != nil {
-		return nil, nil, err
+	priv := pooled
+	if priv == nil || priv.Curve() != curve {
+		if priv, err = curve.GenerateKey(rand); err != nil {
+			return nil, nil, err
+		}
 	}
 	xs, err := ecdhShared(priv, xpeer)
 	if err != nil {

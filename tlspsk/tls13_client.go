@@ -62,7 +62,7 @@ func (hs *client13) run() error {
 			want = append(want, X25519)
 		}
 		for _, g := range want {
-			ks, err := newClientKeyShare(g, cfg.rand())
+			ks, err := cfg.clientKeyShare(g)
 			if err != nil {
 				return err
 			}
@@ -226,7 +226,7 @@ func (hs *client13) handleHRR(hrr *serverHello) error {
 				return alertf(alertIllegalParameter, "HelloRetryRequest selected a group we already sent")
 			}
 		}
-		ks, err := newClientKeyShare(g, c.config.rand())
+		ks, err := c.config.clientKeyShare(g)
 		if err != nil {
 			return err
 		}

@@ -54,7 +54,7 @@ func (hs *server13) run() error {
 		withPSK: true, pskIndex: uint16(hs.pskIndex)}
 	var ecdhe []byte
 	if hs.group != 0 {
-		pub, secret, err := serverKeyShare(hs.group, hs.share, cfg.rand())
+		pub, secret, err := serverKeyShare(hs.group, hs.share, cfg.rand(), cfg.serverX25519(hs.group))
 		if err != nil {
 			return err
 		}

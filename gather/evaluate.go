@@ -164,11 +164,8 @@ func evaluateLocally(ctx context.Context, p *prepared, pt Participant, req Fetch
 
 // roundEvaluate is round in mode evaluate: gather T partials, combine them
 // and derive the epoch's PSK.
-func (s *SharesSource) roundEvaluate(ctx context.Context) bool {
-	s.mu.Lock()
-	prefer := releasedLast(s.progress)
-	s.mu.Unlock()
-	prog, partials := gatherPartials(ctx, s.p, s.provider, true, prefer)
+func (s *SharesSource) roundEvaluate(ctx context.Context, p *prepared, provider attest.TokenProvider, prefer []int) bool {
+	prog, partials := gatherPartials(ctx, p, provider, true, prefer)
 	if ctx.Err() != nil {
 		return false
 	}
@@ -178,7 +175,7 @@ func (s *SharesSource) roundEvaluate(ctx context.Context) bool {
 	if prog.Enough() {
 		var bad []error
 		var err error
-		key, bad, err = s.p.tprf.CombinePSK(s.p.input(), partials, s.p.cfg.KeyLength)
+		key, bad, err = p.tprf.CombinePSK(p.input(), partials, p.cfg.KeyLength)
 		for _, b := range bad {
 			s.log.Error("partial set aside", "err", b)
 		}
@@ -188,7 +185,7 @@ func (s *SharesSource) roundEvaluate(ctx context.Context) bool {
 			key = nil
 		}
 	}
-	s.logOutcomes(prog)
-	s.install(key, prog, status)
+	s.logOutcomes(p, prog)
+	s.install(p, key, prog, status)
 	return key != nil
 }

@@ -76,7 +76,7 @@ func TestSourceFDExhaustionNotWordedAsConsent(t *testing.T) {
 		entries = append(entries, entry(n, f.startServer(n, f.devPolicy, shareholder.ConsentGranted)))
 	}
 	cfg := f.sourceConfig(entries...)
-	cfg.Refresh = time.Hour // only Reload starts the next round
+	cfg.Refresh = time.Hour // only kickRound starts the next round
 	cfg.Timeout = 2 * time.Second
 	src, err := NewSharesSource(cfg, nil, f.logger())
 	if err != nil {
@@ -86,7 +86,9 @@ func TestSourceFDExhaustionNotWordedAsConsent(t *testing.T) {
 	waitFor(t, "ready", func() bool { return src.Status().Ready })
 
 	restore := exhaustFDs(t)
-	src.Reload()
+	// Not Reload: that re-reads the group file first, and fails (keeping
+	// the key) without descriptors.
+	src.kickRound()
 	waitFor(t, "a round without file descriptors", func() bool { return src.Rounds() >= 2 })
 	restore()
 

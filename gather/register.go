@@ -1,6 +1,7 @@
 package gather
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/mcbn/mcbn/proxy"
@@ -21,15 +22,30 @@ func init() {
 }
 
 func newFromSpec(spec proxy.SourceSpec) (proxy.Source, error) {
+	cfg, err := configFromSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	s, err := NewSharesSource(cfg, nil, spec.Logger)
+	if err != nil {
+		return nil, optionsErr(err)
+	}
+	s.fromSpec = true
+	return s, nil
+}
+
+// configFromSpec decodes the route's psk.options and settles identity and
+// epoch with the route's.
+func configFromSpec(spec proxy.SourceSpec) (SharesSourceConfig, error) {
 	var cfg SharesSourceConfig
 	if err := spec.Decode(&cfg); err != nil {
-		return nil, fmt.Errorf("psk.options: %w", err)
+		return cfg, fmt.Errorf("psk.options: %w", err)
 	}
 	switch {
 	case cfg.Identity == "":
 		cfg.Identity = spec.Identity
 	case spec.Identity != "" && cfg.Identity != spec.Identity:
-		return nil, fieldErr("psk.options.identity", "%q differs from the route's identity %q", cfg.Identity, spec.Identity)
+		return cfg, fieldErr("psk.options.identity", "%q differs from the route's identity %q", cfg.Identity, spec.Identity)
 	}
 	// The route's psk.epochs entry names the epoch; options.epoch may only
 	// repeat it.
@@ -37,14 +53,16 @@ func newFromSpec(spec proxy.SourceSpec) (proxy.Source, error) {
 	case cfg.Epoch == 0:
 		cfg.Epoch = spec.Epoch
 	case spec.Epoch != 0 && cfg.Epoch != spec.Epoch:
-		return nil, fieldErr("psk.options.epoch", "%d differs from the epoch %d of the route's psk.epochs entry", cfg.Epoch, spec.Epoch)
+		return cfg, fieldErr("psk.options.epoch", "%d differs from the epoch %d of the route's psk.epochs entry", cfg.Epoch, spec.Epoch)
 	}
-	s, err := NewSharesSource(cfg, nil, spec.Logger)
-	if err != nil {
-		if ce, ok := err.(*ConfigError); ok {
-			ce.Field = "psk.options." + ce.Field
-		}
-		return nil, err
+	return cfg, nil
+}
+
+// optionsErr names a ConfigError's field where the proxy config has it.
+func optionsErr(err error) error {
+	var ce *ConfigError
+	if errors.As(err, &ce) {
+		return &ConfigError{Field: "psk.options." + ce.Field, Msg: ce.Msg}
 	}
-	return s, nil
+	return err
 }

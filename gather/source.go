@@ -19,19 +19,34 @@ import (
 // the participants (of any kind), reconstructs the group secret, derives the PSK and
 // gathers again every refresh interval. Below T it drops the key.
 type SharesSource struct {
-	p        *prepared
-	provider attest.TokenProvider
-	log      *slog.Logger
-	metrics  *sourceMetrics
+	log     *slog.Logger // with the group's name
+	baseLog *slog.Logger // without it: for the participants a reload builds
+	metrics *sourceMetrics
+	// fixedProvider: the token provider was given to NewSharesSource, so a
+	// reload keeps it rather than building the configured one.
+	fixedProvider bool
+	// fromSpec: built from a proxy route (errors name psk.options.FIELD).
+	fromSpec bool
+	reloadMu sync.Mutex
 
-	mu       sync.RWMutex
+	mu sync.RWMutex
+	// p and provider are swapped by a reload (reload.go); a round works on
+	// the ones it started with.
+	p           *prepared
+	provider    attest.TokenProvider
+	retiredPrep []*prepared // replaced by reloads, closed between rounds
+	closed      bool
+
 	key      []byte
 	status   string
 	since    time.Time
 	progress Progress
 	rounds   int
-	// last outcome per participant, so logs say what changed, not every round
+	// last outcome per participant, so logs say what changed, not every
+	// round; of the participants of outcomesOf. Only the gathering loop
+	// touches them.
 	lastOutcome map[string]string
+	outcomesOf  *prepared
 
 	// rand draws from [0, 1) for the jitter of the wait between rounds
 	// (see nextWait); onWait, when set, sees every wait (tests).
@@ -70,6 +85,7 @@ func newSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logg
 	if err != nil {
 		return nil, err
 	}
+	fixed := provider != nil
 	if provider == nil {
 		if provider, err = p.provider(); err != nil {
 			p.close()
@@ -77,9 +93,9 @@ func newSharesSource(cfg SharesSourceConfig, provider attest.TokenProvider, logg
 		}
 	}
 	s := &SharesSource{
-		p: p, provider: provider, log: logger.With("group", p.group.Name),
-		metrics: newSourceMetrics(),
-		status:  "gathering shares", since: time.Now(), lastOutcome: map[string]string{},
+		p: p, provider: provider, log: logger.With("group", p.group.Name), baseLog: logger,
+		fixedProvider: fixed, metrics: newSourceMetrics(),
+		status: "gathering shares", since: time.Now(), lastOutcome: map[string]string{},
 		rand: opts.rand, onWait: opts.onWait,
 		changes: make(chan struct{}, 1), kick: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{}),
@@ -126,25 +142,24 @@ func (s *SharesSource) Rounds() int {
 }
 
 // Identity returns the PSK identity the key is derived for.
-func (s *SharesSource) Identity() string { return s.p.cfg.Identity }
+func (s *SharesSource) Identity() string { return s.cur().cfg.Identity }
+
+// cur is the prepared config in use (a reload swaps it).
+func (s *SharesSource) cur() *prepared {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.p
+}
 
 // CloseTunnelsOnLoss reports whether open tunnels should be closed when the
 // key is dropped.
 func (s *SharesSource) CloseTunnelsOnLoss() bool {
-	return s.p.cfg.CloseTunnelsOnLoss == nil || *s.p.cfg.CloseTunnelsOnLoss
+	c := s.cur().cfg.CloseTunnelsOnLoss
+	return c == nil || *c
 }
 
 // Changes is signalled when the key or readiness changes.
 func (s *SharesSource) Changes() <-chan struct{} { return s.changes }
-
-// Reload gathers again now (proxy SIGHUP).
-func (s *SharesSource) Reload() error {
-	select {
-	case s.kick <- struct{}{}:
-	default:
-	}
-	return nil
-}
 
 // Close stops gathering, wipes the key and closes the participants that
 // hold resources (io.Closer).
@@ -156,8 +171,11 @@ func (s *SharesSource) Close() error {
 		psk.Wipe(s.key)
 		s.key = nil
 		s.status = "closed"
+		s.closed = true
+		p := s.p
 		s.mu.Unlock()
-		s.p.close()
+		s.closeRetired()
+		p.close()
 	})
 	return nil
 }
@@ -175,6 +193,7 @@ func (s *SharesSource) run() {
 	}()
 	for {
 		wait := s.nextWait(s.round(ctx))
+		s.closeRetired()
 		if s.onWait != nil {
 			s.onWait(wait)
 		}
@@ -198,7 +217,7 @@ const jitterFraction = 0.2
 // nextWait is the jittered wait before the next round: the refresh
 // interval when ready, at most maxRetry when not.
 func (s *SharesSource) nextWait(ready bool) time.Duration {
-	wait := s.p.cfg.Refresh
+	wait := s.cur().cfg.Refresh
 	if !ready && wait > maxRetry {
 		wait = maxRetry
 	}
@@ -215,13 +234,14 @@ func jitter(d time.Duration, r float64) time.Duration {
 
 // round gathers once and installs or drops the key; it reports readiness.
 func (s *SharesSource) round(ctx context.Context) bool {
-	if s.p.tprf != nil {
-		return s.roundEvaluate(ctx)
-	}
-	s.mu.Lock()
+	s.mu.RLock()
+	p, provider := s.p, s.provider
 	prefer := releasedLast(s.progress)
-	s.mu.Unlock()
-	prog, shares := gather(ctx, s.p, s.provider, true, prefer)
+	s.mu.RUnlock()
+	if p.tprf != nil {
+		return s.roundEvaluate(ctx, p, provider, prefer)
+	}
+	prog, shares := gather(ctx, p, provider, true, prefer)
 	defer wipeShares(shares)
 	if ctx.Err() != nil {
 		return false
@@ -230,12 +250,12 @@ func (s *SharesSource) round(ctx context.Context) bool {
 	var key []byte
 	status := prog.String()
 	if prog.Enough() {
-		secret, bad, err := psk.CombineValid(s.p.group, shares)
+		secret, bad, err := psk.CombineValid(p.group, shares)
 		for _, b := range bad {
 			s.log.Error("share set aside", "err", b)
 		}
 		if err == nil {
-			key, err = psk.DerivePSK(secret, s.p.group.KeyID(), s.p.cfg.Identity, s.p.cfg.Epoch, s.p.cfg.KeyLength)
+			key, err = psk.DerivePSK(secret, p.group.KeyID(), p.cfg.Identity, p.cfg.Epoch, p.cfg.KeyLength)
 			psk.Wipe(secret)
 		}
 		if err != nil {
@@ -244,21 +264,23 @@ func (s *SharesSource) round(ctx context.Context) bool {
 			key = nil
 		}
 	}
-	s.logOutcomes(prog)
-	s.install(key, prog, status)
+	s.logOutcomes(p, prog)
+	s.install(p, key, prog, status)
 	return key != nil
 }
 
 // install swaps the key (wiping the old one) and signals a change when the
 // key or readiness changed.
-func (s *SharesSource) install(key []byte, prog Progress, status string) {
+func (s *SharesSource) install(p *prepared, key []byte, prog Progress, status string) {
 	s.mu.Lock()
 	old, prevStatus := s.key, s.status
 	changed := (old == nil) != (key == nil) || (old != nil && subtle.ConstantTimeCompare(old, key) != 1)
 	wasReady := old != nil
 	s.key, s.status = key, status
 	s.rounds++
-	s.progress = prog
+	if p == s.p {
+		s.progress = prog // else a reload replaced the participants it names
+	}
 	if changed {
 		s.since = time.Now()
 	}
@@ -267,7 +289,7 @@ func (s *SharesSource) install(key []byte, prog Progress, status string) {
 	s.metrics.setReady(key != nil)
 	switch {
 	case key != nil && !wasReady:
-		s.log.Info("PSK ready", "progress", status, "identity", s.p.cfg.Identity)
+		s.log.Info("PSK ready", "progress", status, "identity", p.cfg.Identity)
 	case key == nil && wasReady:
 		s.log.Error("PSK dropped: "+why(prog), "progress", status)
 	case key == nil && status != prevStatus:
@@ -301,7 +323,10 @@ func (s *SharesSource) Collector() prometheus.Collector { return s.metrics }
 // logOutcomes logs each shareholder whose outcome changed since the last
 // round: who refused and why, who returned an invalid share, who recovered.
 // Metrics count every round.
-func (s *SharesSource) logOutcomes(prog Progress) {
+func (s *SharesSource) logOutcomes(p *prepared, prog Progress) {
+	if s.outcomesOf != p {
+		s.outcomesOf, s.lastOutcome = p, map[string]string{}
+	}
 	for _, o := range prog.Outcomes {
 		if o.State == StateNotNeeded {
 			continue

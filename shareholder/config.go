@@ -242,8 +242,12 @@ func (c *Config) validate() error {
 		return fieldErr("group", "missing: the path of the group descriptor (group.json)")
 	}
 	c.Group = c.abs(c.Group)
-	if c.Verifier.Issuer == "" {
-		return fieldErr("verifier.issuer", "missing (e.g. https://confidentialcomputing.googleapis.com)")
+	// A shareholder that verifies only raw TEE evidence against Intel's
+	// and AMD's roots need not trust any token issuer (issue 14: a
+	// participant may refuse one cloud's verifier in its trust base); it
+	// then refuses every token. Without either, nothing could ever verify.
+	if c.Verifier.Issuer == "" && !c.Verifier.TEE.Accept.Any() {
+		return fieldErr("verifier.issuer", "missing: the token issuer to trust (e.g. https://confidentialcomputing.googleapis.com), or leave it empty and list raw TEE evidence kinds in verifier.tee.accept")
 	}
 	if c.Verifier.Audience == "" {
 		return fieldErr("verifier.audience", "missing: the audience proxies ask tokens for, e.g. this daemon's URL")

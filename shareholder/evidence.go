@@ -109,25 +109,31 @@ func newEvidenceVerifier(c *Config, now func() time.Time) (*attest.EvidenceVerif
 	return attest.NewEvidenceVerifier(cfg)
 }
 
-// evidenceCache keeps the evidence verifier of the state in force, built
-// on first use (the state itself is built in server.go).
-var evidenceCache struct {
-	sync.Mutex
-	st *serverState
+// lazyEvidence is one server state's evidence verifier, built on first
+// use (building it reads the collateral cache and the mock root). It lives
+// in the state (server.go), not in the package: two daemons in one
+// process, or a daemon and its reloaded config, never share or evict each
+// other's. A state built by a reload gets a new one, so collateral fetched
+// since is read again; the refusing state of a config that does not load
+// keeps the last one (same config). A failed build is not kept: the next
+// request tries again (e.g. once the collateral cache is filled).
+type lazyEvidence struct {
+	mu sync.Mutex
 	v  *attest.EvidenceVerifier
 }
 
 func (s *Server) evidenceVerifier(st *serverState) (*attest.EvidenceVerifier, error) {
-	evidenceCache.Lock()
-	defer evidenceCache.Unlock()
-	if evidenceCache.st == st {
-		return evidenceCache.v, nil
+	l := st.evidence
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.v != nil {
+		return l.v, nil
 	}
 	v, err := newEvidenceVerifier(st.cfg, s.now)
 	if err != nil {
 		return nil, err
 	}
-	evidenceCache.st, evidenceCache.v = st, v
+	l.v = v
 	return v, nil
 }
 
@@ -137,6 +143,9 @@ func (s *Server) evidenceVerifier(st *serverState) (*attest.EvidenceVerifier, er
 // saying which kind of evidence stood behind them.
 func (s *Server) verifyAttestation(ctx context.Context, st *serverState, token, nonce string) (*attest.Claims, error) {
 	if !attest.IsEvidence(token) {
+		if st.verifier == nil {
+			return nil, fmt.Errorf("attest: %w: this shareholder accepts only raw TEE evidence, no tokens (verifier.issuer is empty)", attest.ErrEvidenceKind)
+		}
 		c, err := st.verifier.Verify(ctx, token, nonce)
 		if err != nil {
 			return nil, err

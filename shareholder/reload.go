@@ -95,7 +95,7 @@ func (s *Server) Reload() error {
 // request gets, never a release).
 func (s *Server) refuseAll(old *serverState, check, consent, sum string, err error) error {
 	why := strings.ReplaceAll(err.Error(), "\n", "; ")
-	st := &serverState{cfg: old.cfg, policy: old.policy, verifier: old.verifier,
+	st := &serverState{cfg: old.cfg, policy: old.policy, verifier: old.verifier, evidence: old.evidence,
 		consent: consent, refusing: check, why: why, fileSum: sum}
 	s.stamp = "" // not seen: retried at the next tick
 	s.install(old, st)

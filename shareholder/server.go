@@ -90,7 +90,10 @@ const (
 type serverState struct {
 	cfg      *Config // the last config that loaded
 	policy   *Policy
-	verifier *attest.Verifier
+	verifier *attest.Verifier // nil: verifier.issuer is empty, tokens are refused
+	// evidence is the raw TEE evidence verifier of cfg, built on first use
+	// and shared only by states of the same config (evidence.go).
+	evidence *lazyEvidence
 	// consent is the consent in force: the config's when it loads; the
 	// consent line read alone when it does not ("" when even that fails).
 	consent string
@@ -184,15 +187,18 @@ func (s *Server) buildState(cfg *Config) (*serverState, error) {
 	if err != nil {
 		return nil, fieldErr("policy", "%v", err)
 	}
-	v, err := attest.NewVerifier(attest.VerifierConfig{
-		Issuer: cfg.Verifier.Issuer, Audience: cfg.Verifier.Audience, ClockSkew: cfg.Verifier.ClockSkew,
-		MaxTokenAge: cfg.Verifier.MaxTokenAge,
-		HTTPClient:  s.opts.VerifierHTTPClient, Now: s.now, Logger: s.log,
-	})
-	if err != nil {
-		return nil, fieldErr("verifier", "%v", err)
+	var v *attest.Verifier
+	if cfg.Verifier.Issuer != "" { // else raw TEE evidence only (config.go)
+		v, err = attest.NewVerifier(attest.VerifierConfig{
+			Issuer: cfg.Verifier.Issuer, Audience: cfg.Verifier.Audience, ClockSkew: cfg.Verifier.ClockSkew,
+			MaxTokenAge: cfg.Verifier.MaxTokenAge,
+			HTTPClient:  s.opts.VerifierHTTPClient, Now: s.now, Logger: s.log,
+		})
+		if err != nil {
+			return nil, fieldErr("verifier", "%v", err)
+		}
 	}
-	return &serverState{cfg: cfg, policy: pol, verifier: v}, nil
+	return &serverState{cfg: cfg, policy: pol, verifier: v, evidence: &lazyEvidence{}}, nil
 }
 
 // Pin returns the SPKI pin of the serving certificate ("sha256:<hex>").

@@ -117,21 +117,26 @@ func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Durati
 	placeholders := map[string]proxy.Source{}
 	for i := range cfg.Routes {
 		r := &cfg.Routes[i]
+		where := fmt.Sprintf("routes[%d] (%s)", i, r.Name)
+		if len(r.PSK.Epochs) > 0 {
+			// Each epoch's shares source is dry-run like a route's; the
+			// route itself is built with the other epochs' sources (files
+			// read, as the proxy would) and a placeholder for these.
+			ts, err := epochTargets(r, where)
+			if err != nil {
+				return err
+			}
+			for _, t := range ts {
+				targets = append(targets, target{t.where, t.cfg})
+			}
+			continue
+		}
 		if r.PSK.Source != gather.SourceKind {
 			continue
 		}
-		where := fmt.Sprintf("routes[%d] (%s)", i, r.Name)
-		var sc gather.SharesSourceConfig
-		// The decoder the proxy gives the shares source (SourceSpec.Decode).
-		if err := r.DecodeSourceOptions(&sc); err != nil {
-			return fmt.Errorf("%s: psk.source %s: psk.options: %w", where, r.PSK.Source, err)
-		}
-		id := r.EffectiveIdentity()
-		switch {
-		case sc.Identity == "":
-			sc.Identity = id
-		case r.Identity != "" && sc.Identity != r.Identity:
-			return fmt.Errorf("%s: psk.options.identity: %q differs from the route's identity %q", where, sc.Identity, r.Identity)
+		sc, err := sharesTarget(r, where, 0)
+		if err != nil {
+			return err
 		}
 		targets = append(targets, target{where, sc})
 		placeholders[r.Name] = proxy.NewNotReadySource("checked by the dry run")
@@ -166,6 +171,69 @@ func checkProxyConfig(mode proxy.Mode, lo proxy.LoadOptions, timeout time.Durati
 	fmt.Fprintln(stdout, "ok: every shares source would reach its threshold")
 	return nil
 }
+
+// sharesTarget decodes a shares source's options as the proxy gives them
+// to the source (SourceSpec.Decode) and settles identity and epoch with
+// the route's (epoch 0: a route without epochs).
+func sharesTarget(r *proxy.Route, where string, epoch uint64) (gather.SharesSourceConfig, error) {
+	var sc gather.SharesSourceConfig
+	if err := r.DecodeSourceOptions(&sc); err != nil {
+		return sc, fmt.Errorf("%s: psk.source %s: psk.options: %w", where, r.PSK.Source, err)
+	}
+	switch {
+	case sc.Identity == "":
+		sc.Identity = r.EffectiveIdentity()
+	case r.Identity != "" && sc.Identity != r.Identity:
+		return sc, fmt.Errorf("%s: psk.options.identity: %q differs from the route's identity %q", where, sc.Identity, r.Identity)
+	}
+	switch {
+	case sc.Epoch == 0:
+		sc.Epoch = epoch
+	case epoch != 0 && sc.Epoch != epoch:
+		return sc, fmt.Errorf("%s: psk.options.epoch: %d differs from the epoch %d of the route's psk.epochs entry", where, sc.Epoch, epoch)
+	}
+	return sc, nil
+}
+
+type epochTarget struct {
+	where string
+	cfg   gather.SharesSourceConfig
+}
+
+// epochTargets returns the dry runs of r's psk.epochs entries with a
+// shares source (Route.EpochRoutes), and replaces each such entry in r by
+// a placeholder key so that proxy.New builds the route's other epochs as
+// the proxy would without starting a gathering: a shares source built for
+// real would contact the shareholders, gather T shares and derive the key
+// in this process, which a check must not do. The placeholder is never
+// used: the checked proxy is closed without listening.
+func epochTargets(r *proxy.Route, where string) ([]epochTarget, error) {
+	routes, epochs := r.EpochRoutes()
+	var out []epochTarget
+	for j := range routes {
+		er := &routes[j]
+		if er.PSK.Source != gather.SourceKind {
+			continue
+		}
+		ew := fmt.Sprintf("%s epoch %d", where, epochs[j])
+		sc, err := sharesTarget(er, ew, epochs[j])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, epochTarget{ew, sc})
+		for k := range r.PSK.Epochs {
+			if e := &r.PSK.Epochs[k]; e.Epoch != nil && *e.Epoch == epochs[j] {
+				e.Source, e.Options = "", yaml.Node{}
+				e.Hex = checkPlaceholderKey
+			}
+		}
+	}
+	return out, nil
+}
+
+// checkPlaceholderKey stands in for a shares epoch's key while the check
+// builds the route (never used to open a tunnel).
+const checkPlaceholderKey = "00000000000000000000000000000000"
 
 // checkSharesFile dry-runs a stand-alone shares: file.
 func checkSharesFile(path string, timeout time.Duration, stdout io.Writer) error {

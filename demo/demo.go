@@ -20,6 +20,15 @@
 // attestation token for access and decrypt it, and she withdraws consent by
 // disabling the key version that sealed it.
 //
+// With Options.Rotate (`--rotate`) the proxies are started from config
+// files whose TCP route lists key epochs, and the route rotates from epoch
+// 7 to 8 under continuous traffic (rotate.go). With Options.TPRF (`--tprf`)
+// the daemons answer threshold PRF partial evaluations only and epoch 2
+// opens when they consent to it (tprf.go). With Options.TEE "mock-tsm"
+// (`--tee mock-tsm`) the proxies present raw TEE evidence from a mock
+// configfs-tsm directory instead of the dev attester's tokens (tee.go).
+// Options.Check lists the combinations that are refused.
+//
 // Every step checks its outcome and Run returns an error when one is wrong,
 // so the demo doubles as an end-to-end test. It never prints a share or the
 // PSK; the one place a key can be obtained is the demo's own key directory,
@@ -50,6 +59,18 @@ type Options struct {
 	// unseal it with their attestation, and she withdraws consent by
 	// disabling the key version.
 	KMS bool
+	// Rotate adds the key rotation story (`mcbn demo --rotate`): the TCP
+	// route's key moves from epoch 7 to epoch 8, servers first, while a
+	// request loop and one long-lived connection run (rotate.go).
+	Rotate bool
+	// TPRF makes the daemons answer with threshold PRF partial
+	// evaluations only (`mcbn demo --tprf`): no share ever leaves them,
+	// and the participants admit epoch 2 while traffic flows (tprf.go).
+	TPRF bool
+	// TEE is the proxies' evidence: "dev" (default: the dev attester's
+	// tokens) or "mock-tsm" (raw TEE evidence from a configfs-tsm
+	// lookalike, verified by each shareholder itself; tee.go).
+	TEE string
 
 	// Refresh is how often the proxies gather shares again (default
 	// 200ms, so each consent change shows within a second).
@@ -64,12 +85,17 @@ type Options struct {
 
 // Info describes a running demo network.
 type Info struct {
-	Dir         string // where group.json and the shares are
-	ServerTLS   string // the server proxy's TLS-PSK address
-	ServerDTLS  string // the server proxy's DTLS-PSK address
-	ClientHTTP  string // the client proxy's plain TCP address (HTTP)
-	ClientUDP   string // the client proxy's plain UDP address
-	Identity    string // the PSK identity
+	Dir        string // where group.json and the shares are
+	ServerTLS  string // the server proxy's TLS-PSK address
+	ServerDTLS string // the server proxy's DTLS-PSK address
+	ClientHTTP string // the client proxy's plain TCP address (HTTP)
+	ClientUDP  string // the client proxy's plain UDP address
+	Identity   string // the PSK identity
+	// Epoch is the TCP route's key epoch after --rotate (0: no epochs):
+	// the identity on the wire is then Identity/Epoch.
+	Epoch uint64
+	// TPRF: the key is a threshold PRF evaluation no command gives by hand.
+	TPRF        bool
 	Shareholder map[string]string
 }
 
@@ -87,6 +113,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 	if o.Refresh <= 0 {
 		o.Refresh = 200 * time.Millisecond
+	}
+	if err := o.Check(); err != nil {
+		return err
 	}
 	dir := o.Dir
 	if dir == "" {
@@ -115,14 +144,10 @@ func Run(ctx context.Context, o Options) error {
 	if err := consentSteps(ctx, n, net); err != nil {
 		return err
 	}
-	var flags []string
-	if o.DKG {
-		flags = append(flags, "--dkg")
+	if err := auditStep(n, net); err != nil {
+		return err
 	}
-	if o.KMS {
-		flags = append(flags, "--kms")
-	}
-	n.printHandTry(net.info(dir), o.Keep, o.Command, flags...)
+	n.printHandTry(net.info(dir), o.Keep, o.Command, o.flags()...)
 	if !o.Keep {
 		n.say("== Done in %s. Everything is stopped and removed on the way out.", n.elapsed())
 		return nil

@@ -12,16 +12,35 @@ import (
 // consentSteps walks through consent given, reduced, withdrawn and given
 // again, checking the traffic outcome of each.
 func consentSteps(ctx context.Context, n *narrator, net *network) error {
-	n.say("== Waiting for both proxies to gather 2 of 3 shares (attested, verified, never shown)")
+	what := "shares"
+	if net.o.TPRF {
+		what = "partial evaluations"
+	}
+	n.say("== Waiting for both proxies to gather 2 of 3 %s (attested, verified, never shown)", what)
 	if err := waitUntil(ctx, "both proxies ready", net.ready); err != nil {
 		return err
 	}
-	n.say("   ready after %s: %s", n.elapsed(), net.srcWeb.Status().State)
+	n.say("   ready after %s: %s", n.elapsed(), net.state())
 	if err := expectFlow(ctx, n, net); err != nil {
 		return err
 	}
+	if net.mock != nil {
+		if err := otherImageStep(ctx, n, net); err != nil {
+			return err
+		}
+	}
 	if net.kms != nil {
 		return kmsConsentSteps(ctx, n, net)
+	}
+	if net.o.Rotate {
+		if err := rotateSteps(ctx, n, net); err != nil {
+			return err
+		}
+	}
+	if net.o.TPRF {
+		if err := tprfSteps(ctx, n, net); err != nil {
+			return err
+		}
 	}
 
 	n.say("== bob revokes consent (one line of bob's config; his daemon re-reads it)")
@@ -29,11 +48,11 @@ func consentSteps(ctx context.Context, n *narrator, net *network) error {
 		return err
 	}
 	if err := waitUntil(ctx, "the proxies to see bob's refusal", func() bool {
-		return strings.Contains(net.srcWeb.Status().State, "bob refused")
+		return strings.Contains(net.state(), "bob refused")
 	}); err != nil {
 		return err
 	}
-	n.say("   the client proxy now sees: %s", net.srcWeb.Status().State)
+	n.say("   the client proxy now sees: %s", net.state())
 	n.say("   alice and carol still make 2 of 3, so traffic must still flow")
 	if !net.ready() {
 		return fmt.Errorf("a proxy lost its key with 2 of 3 still consenting")
@@ -62,7 +81,7 @@ func consentSteps(ctx context.Context, n *narrator, net *network) error {
 	if err := waitUntil(ctx, "both proxies ready again", net.ready); err != nil {
 		return err
 	}
-	n.say("   ready again: %s", net.srcWeb.Status().State)
+	n.say("   ready again: %s", net.state())
 	return expectFlow(ctx, n, net)
 }
 

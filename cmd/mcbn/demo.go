@@ -33,6 +33,28 @@ STS and Cloud KMS stand in for Google's, carol's share is sealed under her key
 (decrypt granted only to attested proxies of the demo image), and she
 withdraws consent by disabling the key version, then enables it again.
 
+--rotate adds a key rotation while traffic flows: the HTTP route's key moves
+from epoch 7 to epoch 8 (the PSK identity on the wire is Client_identity/7,
+then Client_identity/8). The server proxy's config lists 7 and 8 and is
+reloaded first, then the client's, then both drop 7; a client app sends a
+request every 10 ms and one long-lived connection stays open. It prints the
+requests sent and failed (0), shows the long-lived connection still answering,
+and that Client_identity/7 is refused afterwards even with its right key.
+
+--tprf makes the daemons evaluate-only: they never release a share, they
+answer threshold PRF partial evaluations for the epochs their config admits
+(1..1 at first). Traffic flows on epoch 1, the server proxy's epoch 2 stays
+pending until the participants raise evaluate.max_epoch to 2; then the server,
+then the client, move to epoch 2 with no failed request. The audit logs show
+partial evaluations for epoch 2 and no share release.
+
+--tee mock-tsm runs everything with raw TEE evidence from a mock configfs-tsm
+directory (a test key, a fake chain) instead of the dev attester's tokens:
+each daemon verifies the evidence itself, under a TEST-ONLY mock policy.
+
+Refused combinations: --rotate with --tprf (--tprf already changes epoch), and
+--kms with --rotate, --tprf or --tee mock-tsm.
+
 The demo plays every participant, so its key directory holds every share;
 that is the only reason it can show an openssl line that works against its
 server proxy. With --keep the network stays up until Ctrl-C so you can try it.
@@ -43,12 +65,14 @@ when that is this program on PATH, 'go run ./cmd/mcbn' after go run, else the
 full path of this program.`
 
 func newDemoCmd() *cobra.Command {
-	c := leaf("demo [--keep] [--dkg] [--kms] [--dir DIR] [--verbose]",
+	c := leaf("demo [--keep] [--dkg] [--kms] [--rotate] [--tprf] [--tee dev|mock-tsm] [--dir DIR] [--verbose]",
 		"run the whole consent network on this machine and watch consent open and close it",
 		demoLong,
 		`  $ mcbn demo
   $ mcbn demo --dkg --keep
   $ mcbn demo --kms                 # carol seals her share with Cloud KMS (local fakes)
+  $ mcbn demo --rotate              # rotate epoch 7 -> 8 while traffic flows
+  $ mcbn demo --tprf --tee mock-tsm # partial evaluations only, raw (mock) TEE evidence
   $ go run ./cmd/mcbn demo          # from a checkout, nothing installed`, noArgs)
 	fs := c.Flags()
 	dir := fs.String("dir", "", "keep the key material and configs in `DIR` (must exist) instead of a temporary directory")
@@ -56,6 +80,9 @@ func newDemoCmd() *cobra.Command {
 	verbose := fs.Bool("verbose", false, "also print the daemons' logs on stderr")
 	useDKG := fs.Bool("dkg", false, "make the group with the dealer-free ceremony (mcbn psk dkg) instead of a dealer's split")
 	useKMS := fs.Bool("kms", false, "make carol a Cloud KMS participant (local STS/KMS fakes) instead of a daemon")
+	rotate := fs.Bool("rotate", false, "rotate the HTTP route's key from epoch 7 to 8 while traffic flows")
+	useTPRF := fs.Bool("tprf", false, "daemons release threshold PRF partial evaluations only, never a share; epoch 1 to 2 while traffic flows")
+	tee := fs.String("tee", demo.TEEDev, "the proxies' attestation `KIND`: dev (dev attester tokens) or mock-tsm (raw TEE evidence from mock hardware)")
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		var log *slog.Logger
 		if *verbose {
@@ -66,9 +93,14 @@ func newDemoCmd() *cobra.Command {
 				return usagef("--dir %s: not an existing directory", *dir)
 			}
 		}
+		o := demo.Options{Out: c.OutOrStdout(), Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG, KMS: *useKMS,
+			Rotate: *rotate, TPRF: *useTPRF, TEE: *tee, Command: selfCommand()}
+		if err := o.Check(); err != nil {
+			return usagef("%v", err)
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 		defer stop()
-		return demo.Run(ctx, demo.Options{Out: c.OutOrStdout(), Log: log, Dir: *dir, Keep: *keep, DKG: *useDKG, KMS: *useKMS, Command: selfCommand()})
+		return demo.Run(ctx, o)
 	}
 	return c
 }

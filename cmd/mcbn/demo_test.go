@@ -74,3 +74,59 @@ func TestDemoKMSFlag(t *testing.T) {
 		t.Errorf("carol's plain share is still in --dir (%v)", err)
 	}
 }
+
+// Combinations that do not make one story are refused before anything
+// starts, as a usage error (exit 2) naming the flags.
+func TestDemoFlagCombinationsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rotate", "--tprf"}, "--rotate and --tprf cannot be combined"},
+		{[]string{"--kms", "--tprf"}, "--kms and --tprf cannot be combined"},
+		{[]string{"--kms", "--rotate"}, "--kms and --rotate cannot be combined"},
+		{[]string{"--kms", "--tee", "mock-tsm"}, "--kms and --tee mock-tsm cannot be combined"},
+		{[]string{"--tee", "sgx"}, `--tee "sgx": want dev or mock-tsm`},
+	} {
+		code, out, errs := run(append([]string{"demo"}, tc.args...)...)
+		if code != 2 || !strings.Contains(errs, tc.want) {
+			t.Errorf("mcbn demo %v: exit %d, stderr %q; want exit 2 and %q", tc.args, code, errs, tc.want)
+		}
+		if strings.Contains(out, "Starting") {
+			t.Errorf("mcbn demo %v started something before refusing:\n%s", tc.args, out)
+		}
+	}
+}
+
+// `mcbn demo --rotate --tee mock-tsm`: the rotation story on raw (mock)
+// TEE evidence runs to the end with no failed request.
+func TestDemoRotateFlag(t *testing.T) {
+	code, out, errs := run("demo", "--rotate", "--tee", "mock-tsm", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("mcbn demo --rotate --tee mock-tsm: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{"mock-tsm directory", "Server first", "client /status: epochs.current = 8",
+		", failed: 0", "Client_identity/7, with epoch 7's right key, is refused", "released to: mock-tsm evidence",
+		"demo --rotate --tee mock-tsm --keep", "Done in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// `mcbn demo --tprf --dkg --tee mock-tsm`: a dealer-free group, partial
+// evaluations only, raw (mock) evidence: epoch 2 reached with no failed
+// request, no share released, revocation still closes the network.
+func TestDemoTPRFFlag(t *testing.T) {
+	code, out, errs := run("demo", "--tprf", "--dkg", "--tee", "mock-tsm", "--dir", t.TempDir())
+	if code != 0 {
+		t.Fatalf("mcbn demo --tprf --dkg --tee mock-tsm: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	for _, want := range []string{"dealer-free ceremony (DKG)", "evaluate-only", "epoch 2 pending",
+		"client /status: epochs.current = 2", ", failed: 0", "TCP: a new tunnel is refused",
+		"0 shares released", "no \"released share\" line anywhere", "demo --dkg --tprf --tee mock-tsm --keep", "Done in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}

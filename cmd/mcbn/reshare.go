@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/mcbn/mcbn/psk"
-	"github.com/mcbn/mcbn/psk/dkg"
 	"github.com/mcbn/mcbn/psk/reshare"
 )
 
@@ -316,25 +314,11 @@ func runReshareFinish(paramsPath, keyPath, exclude, out string, files []string, 
 		return fmt.Errorf("%v (the old group's files? choose another directory with --out)", err)
 	}
 	res, err := reshare.Finish(p, k, deals, excl)
-	var ab *dkg.AbortError
-	if errors.As(err, &ab) {
-		if ab.CanExclude {
-			return fmt.Errorf("%v; to do so, every new participant runs finish again with --exclude %s", err, strings.Join(append(excl, ab.Names()...), ","))
-		}
-		return err
-	}
 	if err != nil {
-		return err
+		return explainAbort(err, excl, "every new participant")
 	}
 	defer res.Share.Wipe()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	if err := psk.WriteGroup(groupPath, res.Group); err != nil {
-		return err
-	}
-	if err := psk.WriteShare(sharePath, res.Share); err != nil {
-		os.Remove(groupPath)
+	if err := writeCeremonyResult(dir, groupPath, sharePath, res.Group, res.Share); err != nil {
 		return err
 	}
 	g := res.Group

@@ -71,12 +71,6 @@ func validateEpochs(i int, r *Route) error {
 	if p.Rollover < 0 {
 		return fieldError(i, r, "psk.rollover", "must be positive (default %s)", DefaultRollover)
 	}
-	if r.Transport == "udp" {
-		// The UDP client does not choose its identity per session yet
-		// (route.clientKey); until it does, refuse rather than send an
-		// identity without its epoch.
-		return fieldError(i, r, "psk.epochs", "only TCP routes take epochs for now; a UDP route has one key source")
-	}
 	for j := range p.Epochs {
 		e := &p.Epochs[j]
 		at := fmt.Sprintf("psk.epochs[%d]", j)
@@ -153,7 +147,13 @@ type epochEntry struct {
 	retireAt    time.Time // when it will be retired (a newer epoch is ready)
 	retiredAt   time.Time
 	why         string                 // why it was retired
-	conns       map[io.Closer]struct{} // tunnels open on this epoch
+	conns       map[io.Closer]struct{} // tunnels (TCP) and sessions (UDP) open on this epoch
+	// Client fallback (see refusedByServer): until refusedUntil the
+	// client opens new tunnels on an older epoch; refused marks an
+	// episode, logged once, that ends with a handshake the server accepts.
+	refusedUntil time.Time
+	refused      bool
+	refusedN     uint64
 }
 
 func (e *epochEntry) retired() bool { return !e.retiredAt.IsZero() }
@@ -198,7 +198,7 @@ func buildEpochSet(r *Route, mode Mode, log *slog.Logger) (Source, string, error
 		readyDesc: prometheus.NewDesc("mcbn_proxy_epoch_ready",
 			"1 when the epoch's key is ready and the epoch is not retired.", []string{"epoch"}, nil),
 		openedDesc: prometheus.NewDesc("mcbn_proxy_epoch_tunnels_total",
-			"TCP tunnels opened, by the epoch whose key they use.", []string{"epoch"}, nil),
+			"TCP tunnels and UDP sessions opened, by the epoch whose key they use.", []string{"epoch"}, nil),
 	}
 	entries, err := s.buildEntries(r, nil)
 	if err != nil {
@@ -515,8 +515,8 @@ func (s *epochSet) summaryLocked() string {
 
 // Key answers a server's lookup of IDENTITY/EPOCH: the epoch's key if the
 // epoch is known, not retired and ready. Anything else is an unknown
-// identity (alert unknown_psk_identity), except a known epoch whose key is
-// not ready yet (ErrNotReady).
+// identity (alert unknown_psk_identity), a known epoch whose key is not
+// ready yet included: a client proxy falls back on that alert.
 func (s *epochSet) Key(identity string) ([]byte, error) {
 	id, ep, ok := parseEpochIdentity(identity)
 	if !ok {
@@ -526,7 +526,16 @@ func (s *epochSet) Key(identity string) ([]byte, error) {
 	defer s.mu.RUnlock()
 	for _, e := range s.entries {
 		if e.epoch == ep && e.inConfig && !e.retired() && e.src != nil {
-			return e.src.Key(id)
+			k, err := e.src.Key(id)
+			if errors.Is(err, ErrNotReady) {
+				// The epoch's key is not gathered here yet (per-epoch
+				// consent reaches the two proxies at slightly different
+				// moments): answer unknown_psk_identity, which tells a
+				// client proxy to fall back to an older epoch it holds
+				// (refusedByServer), instead of internal_error.
+				return nil, ErrUnknownIdentity
+			}
+			return k, err
 		}
 	}
 	return nil, ErrUnknownIdentity
@@ -537,7 +546,7 @@ func (s *epochSet) Key(identity string) ([]byte, error) {
 func (s *epochSet) clientKey() (string, []byte, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e := s.currentLocked()
+	e := s.clientLocked(time.Now())
 	if e == nil {
 		return epochIdentity(s.identity, 0), nil, NotReady(s.summaryLocked())
 	}
@@ -757,6 +766,11 @@ type EpochStatus struct {
 	InConfig  bool       `json:"in_config"`
 	Open      int        `json:"open"`   // tunnels open on this epoch
 	Opened    uint64     `json:"opened"` // tunnels opened on it since the start
+	// Client only: handshakes on this epoch the server answered with
+	// unknown_psk_identity, and while that lasts, until when new tunnels
+	// use an older epoch instead (the fallback; docs/key-rotation.md).
+	ServerRefused      uint64     `json:"server_refused,omitempty"`
+	ServerRefusedUntil *time.Time `json:"server_refused_until,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -772,13 +786,20 @@ func (s *epochSet) status() *EpochsStatus {
 	defer s.mu.RUnlock()
 	out := &EpochsStatus{Rollover: s.rollover.String(), Epochs: []EpochStatus{}}
 	cur := s.currentLocked()
+	if s.mode == ModeClient {
+		cur = s.clientLocked(time.Now()) // with a fallback in force, the older epoch
+	}
 	if cur != nil {
 		ep := cur.epoch
 		out.Current = &ep
 	}
 	for _, e := range s.entries {
 		st := EpochStatus{Epoch: e.epoch, Identity: epochIdentity(e.identity, e.epoch), ReadyAt: timePtr(e.readyAt),
-			RetireAt: timePtr(e.retireAt), RetiredAt: timePtr(e.retiredAt), InConfig: e.inConfig, Open: len(e.conns), Opened: s.openedN[e.epoch]}
+			RetireAt: timePtr(e.retireAt), RetiredAt: timePtr(e.retiredAt), InConfig: e.inConfig, Open: len(e.conns), Opened: s.openedN[e.epoch],
+			ServerRefused: e.refusedN}
+		if e.refused && !e.retired() {
+			st.ServerRefusedUntil = timePtr(e.refusedUntil)
+		}
 		switch {
 		case e.retired():
 			st.Phase, st.State = "retired", e.why
@@ -813,7 +834,11 @@ func (c epochCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	s.mu.RLock()
 	var subs []prometheus.Collector
-	if cur := s.currentLocked(); cur != nil {
+	cur := s.currentLocked()
+	if s.mode == ModeClient {
+		cur = s.clientLocked(time.Now()) // with a fallback in force, the older epoch
+	}
+	if cur != nil {
 		ch <- prometheus.MustNewConstMetric(s.curDesc, prometheus.GaugeValue, float64(cur.epoch))
 	}
 	seen := map[uint64]bool{}
@@ -848,13 +873,40 @@ func (r *route) epochs() *epochSet {
 
 // clientKey is the identity and key a client proxy's new tunnel uses: the
 // route's identity and key, or with epochs the newest ready epoch's
-// IDENTITY/EPOCH and key. (Meant for the UDP client too: see validateEpochs.)
+// IDENTITY/EPOCH and key (TCP tunnels and UDP sessions alike).
 func (r *route) clientKey() (string, []byte, error) {
 	if es := r.epochs(); es != nil {
 		return es.clientKey()
 	}
 	k, err := r.src.Key(r.identity)
 	return r.identity, k, err
+}
+
+// epochOpened records a UDP session (or any tunnel) opened with identity
+// on its epoch, so that losing the epoch's consent closes it; the returned
+// function records its end.
+func (r *route) epochOpened(identity string, c io.Closer) func() {
+	if es := r.epochs(); es != nil {
+		return es.opened(identity, c)
+	}
+	return func() {}
+}
+
+// epochRefused is told a client handshake with identity failed for
+// reason; true means: retry once, clientKey now gives an older epoch.
+func (r *route) epochRefused(identity, reason string) bool {
+	es := r.epochs()
+	if es == nil || reason != reasonUnknownIdentity || r.ctx.Err() != nil {
+		return false
+	}
+	return es.refusedByServer(identity)
+}
+
+// epochAccepted is told the server accepted a handshake with identity.
+func (r *route) epochAccepted(identity string) {
+	if es := r.epochs(); es != nil {
+		es.acceptedByServer(identity)
+	}
 }
 
 // epochTunnel records the TCP tunnel a-b on the epoch its TLS side's PSK
@@ -932,4 +984,91 @@ func (r *Route) EpochRoutes() (routes []Route, epochs []uint64) {
 		epochs = append(epochs, *e.Epoch)
 	}
 	return routes, epochs
+}
+
+// refusalBackoff is how long a client opens new tunnels on an older epoch
+// after the server answered unknown_psk_identity for the newest one; then
+// it tries the newest again.
+const refusalBackoff = time.Second
+
+// clientLocked is a client's epoch for a new tunnel: the newest ready,
+// unretired epoch the server has not refused within refusalBackoff, else
+// the newest ready one. It only ever picks among epochs this proxy holds
+// keys for and never a retired one, so the fallback cannot lower what the
+// config allows: it only waits for the server to catch up.
+func (s *epochSet) clientLocked(now time.Time) *epochEntry {
+	for i := len(s.entries) - 1; i >= 0; i-- {
+		e := s.entries[i]
+		if e.retired() || e.src == nil || !e.src.Status().Ready {
+			continue
+		}
+		if e.refused && now.Before(e.refusedUntil) {
+			continue
+		}
+		return e
+	}
+	return s.currentLocked()
+}
+
+// refusedByServer notes that the server proxy answered unknown_psk_identity
+// for identity's epoch (its key is not gathered there yet, or a reload has
+// not added it yet): new tunnels use an older ready epoch for
+// refusalBackoff. It reports whether such an older epoch exists, i.e.
+// whether a retry with clientKey would offer another identity. Logged once
+// per episode, not per connection.
+func (s *epochSet) refusedByServer(identity string) bool {
+	_, ep, ok := parseEpochIdentity(identity)
+	if !ok {
+		return false
+	}
+	now := time.Now()
+	s.mu.Lock()
+	var e *epochEntry
+	for _, x := range s.entries {
+		if x.epoch == ep && !x.retired() && x.src != nil {
+			e = x
+		}
+	}
+	if e == nil {
+		s.mu.Unlock()
+		return false
+	}
+	first := !e.refused
+	e.refused, e.refusedUntil = true, now.Add(refusalBackoff)
+	e.refusedN++
+	alt := s.clientLocked(now)
+	retry := alt != nil && alt.epoch < ep
+	var altEp uint64
+	if retry {
+		altEp = alt.epoch
+	}
+	s.mu.Unlock()
+	if first {
+		if retry {
+			s.log.Warn("the server proxy does not accept our newest epoch yet (unknown_psk_identity): new tunnels use the older one and retry the newest every "+refusalBackoff.String(),
+				"epoch", ep, "using", altEp)
+		} else {
+			s.log.Warn("the server proxy does not accept our newest epoch (unknown_psk_identity) and we hold no older ready epoch", "epoch", ep)
+		}
+	}
+	return retry
+}
+
+// acceptedByServer ends a refusal episode of identity's epoch.
+func (s *epochSet) acceptedByServer(identity string) {
+	_, ep, ok := parseEpochIdentity(identity)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	var was bool
+	for _, e := range s.entries {
+		if e.epoch == ep && e.refused {
+			e.refused, e.refusedUntil, was = false, time.Time{}, true
+		}
+	}
+	s.mu.Unlock()
+	if was {
+		s.log.Info("the server proxy accepts our newest epoch now: new tunnels use it", "epoch", ep)
+	}
 }

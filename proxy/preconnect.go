@@ -300,8 +300,12 @@ func (p *preconnectPool) dial() (*readyTunnel, error) {
 	cancel()
 	if err != nil {
 		tc.Close()
+		// With epochs, the next dial falls back to an older epoch while
+		// the server refuses the newest (no retry here: the pool refills).
+		t.epochRefused(id, tlspsk.FailureReason(err))
 		return nil, err
 	}
+	t.epochAccepted(id)
 	return &readyTunnel{tc: tc, identity: id, keySum: keySum(key), born: time.Now()}, nil
 }
 

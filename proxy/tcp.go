@@ -252,35 +252,48 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 		}
 		tc.Close() // dial a fresh one
 	}
-	identity, key, err := t.clientKey() // with epochs: the newest ready epoch's
-	if err != nil {
-		t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", identity, "err", err)
-		local.Close()
-		return nil, nil
-	}
-	cfg := t.tmpl.Clone()
-	cfg.Identity, cfg.Key = identity, key
-	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
-	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
-	dcancel()
-	if err != nil {
-		t.dest.record(err) // a connect that works says nothing yet: the handshake does
-		t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
-		t.met.dialFailures.Inc()
-		local.Close()
-		return nil, nil
-	}
-	tc := tlspsk.Client(raw, cfg)
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
-	start := time.Now()
-	err = tc.HandshakeContext(ctx)
-	cancel()
-	if err != nil {
+	// With epochs, a handshake the server refuses with unknown_psk_identity
+	// on our newest epoch is retried once on an older epoch we hold
+	// (epochRefused; docs/key-rotation.md). Nothing has been read from
+	// local yet, so the retry is a fresh dial with nothing to replay.
+	var tc *tlspsk.Conn
+	for attempt := 0; ; attempt++ {
+		identity, key, err := t.clientKey() // with epochs: the newest ready epoch's
+		if err != nil {
+			t.log.Warn("refusing connection: no PSK for our identity", "peer", peer, "identity", identity, "err", err)
+			local.Close()
+			return nil, nil
+		}
+		cfg := t.tmpl.Clone()
+		cfg.Identity, cfg.Key = identity, key
+		dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
+		raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
+		dcancel()
+		if err != nil {
+			t.dest.record(err) // a connect that works says nothing yet: the handshake does
+			t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
+			t.met.dialFailures.Inc()
+			local.Close()
+			return nil, nil
+		}
+		tc = tlspsk.Client(raw, cfg)
+		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
+		start := time.Now()
+		err = tc.HandshakeContext(ctx)
+		cancel()
+		if err == nil {
+			t.epochAccepted(identity)
+			break
+		}
+		tc.Close()
+		if attempt == 0 && t.epochRefused(identity, tlspsk.FailureReason(err)) {
+			t.log.Debug("server refused our newest epoch: retrying on an older one", "peer", peer, "identity", shortIdentity(identity))
+			continue
+		}
 		reason := t.handshakeFailed(err, t.cfg.Connect, identity, false, start)
 		if t.ctx.Err() == nil {
 			t.dest.handshake(reason, "TLS handshake with the server proxy failed: "+reason+": "+explain(reason, t.mode, shortIdentity(identity)))
 		}
-		tc.Close()
 		local.Close()
 		return nil, nil
 	}

@@ -227,44 +227,64 @@ func (u *udpClientRoute) session(peer netip.AddrPort) *udpClientSession {
 func (u *udpClientRoute) run(s *udpClientSession) {
 	defer s.Close()
 	start := time.Now()
-	key, err := u.src.Key(u.identity)
-	if err != nil {
-		u.holdDown(s, err, start)
-		return
-	}
-	dctx, dcancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Dial.D())
-	c, err := (&net.Dialer{}).DialContext(dctx, "udp", u.cfg.connect.HostPort())
-	dcancel()
-	if err != nil {
-		u.dest.record(err)
-		u.met.dialFailures.Inc()
-		u.log.Warn("server proxy address unusable: dropping the session", "peer", s.peer.String(), "connect", u.cfg.Connect, "err", err)
-		u.holdDown(s, nil, start)
-		return
-	}
-	cfg := dtlsConfig(u.cfg)
-	cfg.Identity, cfg.Key = u.identity, key
-	dc := tlspsk.DTLSClient(c, cfg)
-	s.conn.Store(dc)
-	select {
-	case <-s.done: // closed while setting up
-		dc.Close()
-		return
-	default:
-	}
-	// timeouts.handshake is the config's HandshakeTimeout: tlspsk's own
-	// timeout error names the last socket error (connection refused),
-	// which a context deadline would hide.
-	err = dc.HandshakeContext(u.ctx)
-	if err != nil {
-		dc.Close()
-		if u.ctx.Err() == nil {
-			reason := classifyDTLS(err)
-			u.dest.handshake(reason, "DTLS handshake with the server proxy failed: "+reason+": "+explain(reason, u.mode, shortIdentity(u.identity)))
+	// With epochs, the session uses the newest ready epoch's IDENTITY/EPOCH
+	// and key (clientKey), and a handshake the server refuses with
+	// unknown_psk_identity on it is retried once on an older epoch we hold
+	// (epochRefused). The local peer's datagrams wait in s.queue meanwhile:
+	// nothing has gone upstream yet.
+	var dc *tlspsk.DTLSConn
+	var c net.Conn
+	var identity string
+	for attempt := 0; ; attempt++ {
+		var key []byte
+		var err error
+		identity, key, err = u.clientKey()
+		if err != nil {
+			u.holdDown(s, identity, err, start)
+			return
 		}
-		u.holdDown(s, err, start)
+		dctx, dcancel := context.WithTimeout(u.ctx, u.cfg.Timeouts.Dial.D())
+		c, err = (&net.Dialer{}).DialContext(dctx, "udp", u.cfg.connect.HostPort())
+		dcancel()
+		if err != nil {
+			u.dest.record(err)
+			u.met.dialFailures.Inc()
+			u.log.Warn("server proxy address unusable: dropping the session", "peer", s.peer.String(), "connect", u.cfg.Connect, "err", err)
+			u.holdDown(s, identity, nil, start)
+			return
+		}
+		cfg := dtlsConfig(u.cfg)
+		cfg.Identity, cfg.Key = identity, key
+		dc = tlspsk.DTLSClient(c, cfg)
+		s.conn.Store(dc)
+		select {
+		case <-s.done: // closed while setting up
+			dc.Close()
+			return
+		default:
+		}
+		// timeouts.handshake is the config's HandshakeTimeout: tlspsk's own
+		// timeout error names the last socket error (connection refused),
+		// which a context deadline would hide.
+		err = dc.HandshakeContext(u.ctx)
+		if err == nil {
+			u.epochAccepted(identity)
+			break
+		}
+		dc.Close()
+		reason := classifyDTLS(err)
+		if attempt == 0 && u.epochRefused(identity, reason) {
+			u.log.Debug("server refused our newest epoch: retrying the session on an older one", "peer", s.peer.String(), "identity", shortIdentity(identity))
+			continue
+		}
+		if u.ctx.Err() == nil {
+			u.dest.handshake(reason, "DTLS handshake with the server proxy failed: "+reason+": "+explain(reason, u.mode, shortIdentity(identity)))
+		}
+		u.holdDown(s, identity, err, start)
 		return
 	}
+	// Losing the epoch's consent closes the session, like a TCP tunnel.
+	defer u.epochOpened(identity, s)()
 	u.dest.handshake("", "")
 	uc, _ := c.(*net.UDPConn)
 	u.relay(s, dc, uc)
@@ -273,10 +293,10 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 // holdDown logs a failed session start and keeps dropping the peer's
 // datagrams for one handshake timeout, so a peer that keeps sending does
 // not start a handshake per datagram.
-func (u *udpClientRoute) holdDown(s *udpClientSession, err error, start time.Time) {
+func (u *udpClientRoute) holdDown(s *udpClientSession, identity string, err error, start time.Time) {
 	s.failed.Store(true)
 	if err != nil {
-		u.dtlsFailed(err, u.cfg.Connect, u.identity, start)
+		u.dtlsFailed(err, u.cfg.Connect, identity, start)
 	}
 	select {
 	case <-time.After(u.cfg.Timeouts.Handshake.D()):

@@ -241,6 +241,7 @@ func (u *udpServerRoute) handle(dc *tlspsk.DTLSConn) {
 	backend := bc.(*net.UDPConn)
 	sizeSocketBuffers(backend)
 	u.log.Debug("session open", "peer", peer, "identity", shortIdentity(st.PSKIdentity), "suite", tlspsk.DTLSCipherSuiteName(st.CipherSuite))
+	defer u.epochOpened(st.PSKIdentity, dc)() // with epochs: per-epoch count and consent-loss close
 	relayDatagrams(u.route, dc, backend)
 }
 

@@ -36,3 +36,15 @@ func writeCeremonyResult(dir, groupPath, sharePath string, g *psk.Group, s *psk.
 	}
 	return nil
 }
+
+// splitNames splits a comma-separated list of participant names.
+func splitNames(s string) []string {
+	if s == "" {
+		return nil
+	}
+	out := strings.Split(s, ",")
+	for i := range out {
+		out[i] = strings.TrimSpace(out[i])
+	}
+	return out
+}

@@ -205,12 +205,7 @@ func runDkgFinish(statePath, exclude, out string, files []string, stdout io.Writ
 	if statePath == "" || len(files) == 0 {
 		return usagef("--state and the round 1 files are required")
 	}
-	var excl []string
-	if exclude != "" {
-		for _, x := range strings.Split(exclude, ",") {
-			excl = append(excl, strings.TrimSpace(x))
-		}
-	}
+	excl := splitNames(exclude)
 	st, err := dkg.LoadState(statePath)
 	if err != nil {
 		return err

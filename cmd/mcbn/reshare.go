@@ -128,17 +128,6 @@ func newReshareInitCmd() *cobra.Command {
 	return c
 }
 
-func splitNames(s string) []string {
-	if s == "" {
-		return nil
-	}
-	out := strings.Split(s, ",")
-	for i := range out {
-		out[i] = strings.TrimSpace(out[i])
-	}
-	return out
-}
-
 func runReshareInit(oldPath string, threshold int, parts string, refresh bool, dealers, out string, files []string, stdout io.Writer) error {
 	if oldPath == "" || len(files) == 0 {
 		return usagef("--old and every new participant's pub file are required")

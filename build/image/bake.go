@@ -120,9 +120,18 @@ func readBake(dir string) (*bake, error) {
 		return nil, fmt.Errorf("%s: routes: a baked configuration needs at least one route", cfgPath)
 	}
 	for i, r := range cfg.Routes {
-		p := r.PSK
-		if p.Source != "shares" || p.Hex != "" || p.Env != "" || p.File != "" || p.Secrets != "" {
-			return nil, fmt.Errorf("%s: routes[%d].psk: a baked image must gather its key from shareholders (source: shares); a key in an image is readable by anyone who pulls it, and a key from the environment or a file is the operator's choice", cfgPath, i)
+		// With psk.epochs every epoch's source is held to the same rule
+		// (the proxy refuses a top-level source beside epochs).
+		if len(r.PSK.Epochs) == 0 {
+			if !sharesOnly(r.PSK) {
+				return nil, fmt.Errorf("%s: routes[%d].psk: %s", cfgPath, i, notShares)
+			}
+			continue
+		}
+		for j, e := range r.PSK.Epochs {
+			if !sharesOnly(e.PSKConfig) {
+				return nil, fmt.Errorf("%s: routes[%d].psk.epochs[%d]: %s", cfgPath, i, j, notShares)
+			}
 		}
 	}
 	if err := checkPaths(cfgPath, data, have); err != nil {
@@ -155,6 +164,14 @@ func readBake(dir string) (*bake, error) {
 	}
 	b.entrypoint = []string{"/" + binPath, "proxy", string(cfg.Mode), "--config", bakedConfig}
 	return b, nil
+}
+
+const notShares = "a baked image must gather its key from shareholders (source: shares); a key in an image is readable by anyone who pulls it, and a key from the environment or a file is the operator's choice"
+
+// sharesOnly reports whether a key source is the shares source and nothing
+// else.
+func sharesOnly(p proxy.PSKConfig) bool {
+	return p.Source == "shares" && p.Hex == "" && p.Env == "" && p.File == "" && p.Secrets == ""
 }
 
 // imageNamePart keeps a directory name usable in an image name.

@@ -112,7 +112,9 @@ func TestBakeRefuses(t *testing.T) {
 		"no proxy.yaml": {func(d string) { os.Remove(filepath.Join(d, "proxy.yaml")) }, "no proxy.yaml"},
 		"static key": {edit("psk: &shares\n      source: shares\n      options:", "psk: &shares\n      hex: 00112233445566778899aabbccddeeff\n      options:"),
 			"must gather its key from shareholders"},
-		"key file":      {edit("source: shares", "source: shares\n      file: /etc/mcbn/psk.txt"), "must gather its key from shareholders"},
+		"key file": {edit("source: shares", "source: shares\n      file: /etc/mcbn/psk.txt"), "must gather its key from shareholders"},
+		"epoch with a static key": {edit("psk: &shares\n      source: shares", "psk: &shares\n      epochs:\n        - epoch: 1\n          hex: 00112233445566778899aabbccddeeff\n      source: shares"),
+			"routes[0].psk.epochs[0]: a baked image must gather"},
 		"missing group": {func(d string) { os.Remove(filepath.Join(d, "group.json")) }, "/etc/mcbn/group.json (line"},
 		"unknown key":   {edit("log_format: json", "log_format: json\nlisten_everywhere: true"), "listen_everywhere"},
 		"no mode":       {edit("mode: server", ""), "mode"},
@@ -167,5 +169,36 @@ func TestResolveEpoch(t *testing.T) {
 	t.Setenv("SOURCE_DATE_EPOCH", "yesterday")
 	if _, _, _, err := resolveEpoch(-1, dir); err == nil {
 		t.Fatal("a malformed SOURCE_DATE_EPOCH was accepted")
+	}
+}
+
+// A route with psk.epochs bakes when every epoch gathers from shareholders,
+// so a baked proxy can rotate its key without downtime (docs/key-rotation.md).
+func TestBakeEpochs(t *testing.T) {
+	cfg, _ := os.ReadFile(filepath.Join(exampleBake, "proxy.yaml"))
+	epochs := strings.Replace(string(cfg), "    psk: &shares\n      source: shares\n      options:\n",
+		"    psk:\n      epochs:\n        - epoch: 7\n          source: shares\n          options: &opts\n", 1)
+	if epochs == string(cfg) {
+		t.Fatal("the example's psk block changed; update this test")
+	}
+	// The options block moves two levels in; the second epoch reuses it.
+	var out []string
+	inOpts := false
+	for _, line := range strings.Split(epochs, "\n") {
+		switch {
+		case strings.HasPrefix(line, "          options: &opts"):
+			inOpts = true
+		case inOpts && strings.HasPrefix(line, "        "):
+			line = "    " + line
+		case inOpts:
+			inOpts = false
+			out = append(out, "        - epoch: 8", "          source: shares", "          options: *opts")
+		}
+		out = append(out, line)
+	}
+	dir := copyBake(t)
+	os.WriteFile(filepath.Join(dir, "proxy.yaml"), []byte(strings.Join(out, "\n")), 0o644)
+	if _, err := readBake(dir); err != nil {
+		t.Fatalf("a shares-only epochs route refused: %v\n%s", err, strings.Join(out, "\n"))
 	}
 }

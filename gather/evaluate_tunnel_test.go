@@ -230,6 +230,18 @@ func TestTunnelEvaluateModeEpochChange(t *testing.T) {
 }
 
 // openedOn is how many tunnels the proxy opened on epoch so far.
+// epochReady reports whether the proxy's first route holds epoch's key.
+func epochReady(p *proxy.Proxy, epoch uint64) func() bool {
+	return func() bool {
+		for _, e := range p.Status()[0].Epochs.Epochs {
+			if e.Epoch == epoch {
+				return e.Ready
+			}
+		}
+		return false
+	}
+}
+
 func openedOn(p *proxy.Proxy, epoch uint64) uint64 {
 	for _, e := range p.Status()[0].Epochs.Epochs {
 		if e.Epoch == epoch {

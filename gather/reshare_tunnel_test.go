@@ -237,7 +237,10 @@ func TestTunnelShareModeEpochs(t *testing.T) {
 		return fmt.Sprintf("routes:\n  - name: app\n    listen: %s\n    connect: %s\n    psk:\n%s", listen, serverAddr, epochsBlock(epochs...))
 	}
 	client := startProxyFile(t, proxy.ModeClient, clientPath, clientYAML("tcp://127.0.0.1:0", 1))
-	waitFor(t, "server proxy ready", proxyReady(server))
+	// The server is ready with either epoch's key; the two gather on their
+	// own, so wait for both before asking for a tunnel on epoch 1.
+	waitFor(t, "server epoch 1 ready", epochReady(server, 1))
+	waitFor(t, "server epoch 2 ready", epochReady(server, 2))
 	waitFor(t, "client proxy ready", proxyReady(client))
 	addr := client.Addr("app").String()
 	if !roundTrip(addr) || openedOn(client, 1) == 0 {

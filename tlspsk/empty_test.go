@@ -118,7 +118,7 @@ func TestKeySharePoolOpenSSL(t *testing.T) {
 	p := NewKeySharePool(2, time.Minute)
 	defer p.Close()
 	p.takeX25519()
-	waitFilled(t, p, 4, 2)
+	waitFilled(t, p, 2, 2)
 	before := p.Stats().Hits
 
 	addr, sp := startOpenSSLServer(t, bin, "-nocert", "-tls1_3", "-naccept", "1", "-rev",

@@ -58,6 +58,12 @@ func newClientKeyShare(g CurveID, rand io.Reader) (*clientKeyShare, error) {
 	return ks, nil
 }
 
+// x25519Alone is the plain X25519 share made of a hybrid share's X25519
+// key pair, for offering both groups with one key generation.
+func (ks *clientKeyShare) x25519Alone() *clientKeyShare {
+	return &clientKeyShare{group: X25519, ec: ks.ec, pub: ks.ec.PublicKey().Bytes()}
+}
+
 // sharedSecret completes the exchange with the server's share.
 func (ks *clientKeyShare) sharedSecret(server []byte) ([]byte, error) {
 	bad := alertf(alertIllegalParameter, "bad server key share")

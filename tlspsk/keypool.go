@@ -10,9 +10,10 @@ import (
 )
 
 // KeySharePool holds ephemeral key pairs generated ahead of time, so that
-// the key generation of a TLS 1.3 handshake (two X25519 key pairs and an
-// ML-KEM-768 key pair for a client's default X25519MLKEM768 + X25519
-// shares, one X25519 key pair for a server) is off the critical path. One
+// the key generation of a TLS 1.3 handshake (an X25519 and an ML-KEM-768
+// key pair for a client's default X25519MLKEM768 + X25519 shares, which
+// share the X25519 key pair; one X25519 key pair for a server) is off the
+// critical path. One
 // background goroutine refills it while handshakes take from it.
 //
 // Forward secrecy is kept: every entry is handed out at most once (it is
@@ -74,7 +75,7 @@ const (
 )
 
 // NewKeySharePool returns a pool of up to size ML-KEM-768 key pairs and
-// 2*size X25519 key pairs (a client's default hello uses two), each
+// size X25519 key pairs (a client's default hello uses one of each), each
 // discarded after maxAge. Zero values mean the defaults. The refill
 // goroutine starts at the first handshake that uses the pool; Close stops it.
 func NewKeySharePool(size int, maxAge time.Duration) *KeySharePool {
@@ -217,7 +218,7 @@ func (p *KeySharePool) fillOne() bool {
 		return false
 	}
 	needKEM := len(p.kem) < p.size
-	needX := len(p.x25519) < 2*p.size
+	needX := len(p.x25519) < p.size
 	p.mu.Unlock()
 	switch {
 	case needKEM:

@@ -58,7 +58,7 @@ func TestKeySharePoolNeverTwice(t *testing.T) {
 	r := &recorder{seen: map[string]int{}}
 	p.handed = r.hook
 	p.takeX25519() // starts the refill
-	waitFilled(t, p, 8, 4)
+	waitFilled(t, p, 4, 4)
 	var wg sync.WaitGroup
 	for g := 0; g < 8; g++ {
 		wg.Add(1)
@@ -72,7 +72,7 @@ func TestKeySharePoolNeverTwice(t *testing.T) {
 	}
 	wg.Wait()
 	st := p.Stats()
-	if st.Hits < 12 {
+	if st.Hits < 8 {
 		t.Fatalf("only %d takes came from the pool: the test proves nothing", st.Hits)
 	}
 	if d := r.dups(); d != 0 {
@@ -89,7 +89,7 @@ func TestKeySharePoolHandshakes(t *testing.T) {
 	r := &recorder{seen: map[string]int{}}
 	p.handed = r.hook
 	p.takeKEM()
-	waitFilled(t, p, 8, 4)
+	waitFilled(t, p, 4, 4)
 	type conns struct{ c, s *Conn }
 	var ps []conns
 	for i := 0; i < 12; i++ {
@@ -130,8 +130,8 @@ func TestKeySharePoolMaxAge(t *testing.T) {
 	p.demandUntil = now.Add(time.Hour)
 	for p.fillOne() {
 	}
-	if len(p.x25519) != 4 || len(p.kem) != 2 {
-		t.Fatalf("filled %d X25519 and %d ML-KEM, want 4 and 2", len(p.x25519), len(p.kem))
+	if len(p.x25519) != 2 || len(p.kem) != 2 {
+		t.Fatalf("filled %d X25519 and %d ML-KEM, want 2 and 2", len(p.x25519), len(p.kem))
 	}
 	now = now.Add(4 * time.Second)
 	if p.takeX25519() == nil {
@@ -144,8 +144,8 @@ func TestKeySharePoolMaxAge(t *testing.T) {
 	if dk, _ := p.takeKEM(); dk != nil {
 		t.Fatal("an ML-KEM key pair at MaxAge was handed out")
 	}
-	if st := p.Stats(); st.Expired != 5 || st.Hits != 1 {
-		t.Fatalf("stats %+v, want 5 expired and 1 hit", st)
+	if st := p.Stats(); st.Expired != 3 || st.Hits != 1 {
+		t.Fatalf("stats %+v, want 3 expired and 1 hit", st)
 	}
 }
 

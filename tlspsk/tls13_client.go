@@ -56,17 +56,20 @@ func (hs *client13) run() error {
 	}
 	// A key share for the first group; with the hybrid first, also plain
 	// X25519 so that a classical-only server needs no HelloRetryRequest.
+	// The plain share reuses the hybrid's X25519 key pair: the server
+	// completes at most one of the two, so the key pair is still used for
+	// one exchange only, and one X25519 key generation (about 40 µs) per
+	// handshake is saved. draft-ietf-tls-hybrid-design allows a client to
+	// offer the same ECDH share in a hybrid and a standalone group, and
+	// crypto/tls does the same.
 	if len(hs.groups) > 0 {
-		want := []CurveID{hs.groups[0]}
-		if hs.groups[0] == X25519MLKEM768 && slices.Contains(hs.groups, X25519) {
-			want = append(want, X25519)
+		ks, err := cfg.clientKeyShare(hs.groups[0])
+		if err != nil {
+			return err
 		}
-		for _, g := range want {
-			ks, err := cfg.clientKeyShare(g)
-			if err != nil {
-				return err
-			}
-			hs.shares = append(hs.shares, ks)
+		hs.shares = append(hs.shares, ks)
+		if ks.group == X25519MLKEM768 && slices.Contains(hs.groups, X25519) {
+			hs.shares = append(hs.shares, ks.x25519Alone())
 		}
 	}
 	hs.random = make([]byte, 32)

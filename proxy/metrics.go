@@ -23,10 +23,11 @@ type metrics struct {
 	pskReady          *prometheus.GaugeVec
 	backendUp         *prometheus.GaugeVec
 	reloads           *prometheus.CounterVec
+	pre               *preconnectCollector
 }
 
 func newMetrics() *metrics {
-	m := &metrics{reg: prometheus.NewRegistry()}
+	m := &metrics{reg: prometheus.NewRegistry(), pre: newPreconnectCollector()}
 	const ns = "mcbn_proxy"
 	m.tunnelsOpen = prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Name: "tunnels_open",
 		Help: "TCP tunnels open now."}, []string{"route"})
@@ -55,7 +56,7 @@ func newMetrics() *metrics {
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Name: "reloads_total",
 		Help: "SIGHUP reloads of PSK sources, by result."}, []string{"result"})
 	m.reg.MustRegister(m.tunnelsOpen, m.tunnelsTotal, m.bytes, m.handshakeFailures, m.refused, m.dialFailures,
-		m.sessionsOpen, m.sessionsTotal, m.datagrams, m.dropped, m.pskReady, m.backendUp, m.reloads,
+		m.sessionsOpen, m.sessionsTotal, m.datagrams, m.dropped, m.pskReady, m.backendUp, m.reloads, m.pre,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

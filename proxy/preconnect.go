@@ -72,15 +72,22 @@ type preconnectPool struct {
 	failures          int       // dials failed in a row
 	next              time.Time // no dial before this, after failures
 
-	handed, made, retired atomic.Int64 // counts, for tests
+	// counts, for tests and the metrics (preconnect_metrics.go): tunnels
+	// handed out, made, retired unused and failed to make, and local
+	// connections that found none ready.
+	handed, made, retired, failed, fresh atomic.Int64
 }
 
 func newPreconnectPool(t *tcpRoute) *preconnectPool {
 	if t.mode != ModeClient || t.cfg.Preconnect <= 0 {
 		return nil
 	}
-	return &preconnectPool{t: t, n: t.cfg.Preconnect, wake: make(chan struct{}, 1), done: make(chan struct{}),
+	p := &preconnectPool{t: t, n: t.cfg.Preconnect, wake: make(chan struct{}, 1), done: make(chan struct{}),
 		changed: make(chan struct{})}
+	if t.met != nil {
+		t.met.m.pre.add(p, t.met.name)
+	}
+	return p
 }
 
 func keySum(key []byte) [32]byte { return sha256.Sum256(key) }
@@ -106,6 +113,7 @@ func (p *preconnectPool) take() *tlspsk.Conn {
 		if len(p.idle) == 0 {
 			if p.shut || p.inflight <= p.waiting {
 				p.mu.Unlock()
+				p.fresh.Add(1)
 				return nil
 			}
 			p.waiting++
@@ -126,6 +134,7 @@ func (p *preconnectPool) take() *tlspsk.Conn {
 			p.waiting--
 			p.mu.Unlock()
 			if expired {
+				p.fresh.Add(1)
 				return nil
 			}
 			continue
@@ -185,6 +194,9 @@ func (p *preconnectPool) close() {
 	}
 	p.mu.Unlock()
 	p.retireAll()
+	if p.t.met != nil {
+		p.t.met.m.pre.remove(p)
+	}
 }
 
 // sweep checks every ready tunnel; it closes them all when the source has
@@ -259,6 +271,7 @@ func (p *preconnectPool) startDial() bool {
 		p.inflight--
 		switch {
 		case err != nil:
+			p.failed.Add(1)
 			p.failures++
 			p.next = time.Now().Add(min(100*time.Millisecond<<min(p.failures-1, 6), 5*time.Second))
 		case p.shut:

@@ -80,6 +80,9 @@ func dtlsConfig(r *Route) *tlspsk.DTLSConfig {
 		MTU:                min(r.DTLS.MTU, maxDTLSMTU),
 		RetransmitInterval: r.DTLS.FlightInterval.D(),
 		HandshakeTimeout:   r.Timeouts.Handshake.D(),
+		// GSO/GRO on the tunnel hop, where both ends are ours
+		// (udpOffload, udp_batch.go).
+		UDPOffload: udpOffload,
 	}
 	if r.DTLS.ConnectionID != nil && *r.DTLS.ConnectionID {
 		c.ConnectionIDLength = cidLength

@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"errors"
+	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -22,6 +24,39 @@ const udpBatchLen = 32
 // from a shared free list only while a batch is being handled, and
 // smaller batches keep that list small (8 × 16 KiB per kit).
 const udpSessionBatchLen = 8
+
+// udpOffload turns UDP segmentation offload on for the tunnel hop (both
+// ends are mcbn): GSO when a session's records go out in a batch, GRO on
+// the sockets that read records (the server's listener, a client
+// session's tunnel socket). MCBN_UDP_OFFLOAD=0 turns it off, for
+// measuring (docs/udp.md); off Linux it does nothing.
+var udpOffload = os.Getenv("MCBN_UDP_OFFLOAD") != "0"
+
+// offloadTotals sums the offload counters of ended sessions (the
+// tunnel sends of both proxies, the client's tunnel receives): the tests'
+// evidence that offload happened.
+var offloadTotals struct {
+	superSent, segsSent, coalescedRecv, segsRecv atomic.Uint64
+}
+
+func addOffload(s tlspsk.UDPOffloadStats) {
+	offloadTotals.superSent.Add(s.SuperSent)
+	offloadTotals.segsSent.Add(s.SegmentsSent)
+	offloadTotals.coalescedRecv.Add(s.CoalescedReceived)
+	offloadTotals.segsRecv.Add(s.SegmentsReceived)
+}
+
+// gsoFailLogged: a GSO send failure is logged once per process.
+var gsoFailLogged atomic.Bool
+
+// logOffloadFailure logs, once, that the kernel refused GSO on the
+// tunnel (a device without checksum offload); the batch that saw it sends
+// one datagram per message from then on, losing nothing.
+func logOffloadFailure(log *slog.Logger, s tlspsk.UDPOffloadStats) {
+	if s.GSOFailed && gsoFailLogged.CompareAndSwap(false, true) {
+		log.Warn("UDP GSO refused by the kernel or device: sending one datagram per message on the affected sockets (MCBN_UDP_OFFLOAD=0 turns offload off)")
+	}
+}
 
 // countSent adds sent datagrams and their bytes to a direction's metrics.
 func countSent(dgrams, bytes prometheus.Counter, ms []tlspsk.UDPMsg) {
@@ -83,7 +118,22 @@ func relayBackend(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn, last *ato
 func (u *udpClientRoute) reverse(s *udpClientSession, dc *tlspsk.DTLSConn, tunnel *net.UDPConn) {
 	in := tlspsk.NewUDPBatch(tunnel, udpSessionBatchLen, tlspsk.UDPRecordSlot, true)
 	defer in.Release()
+	if udpOffload {
+		// Only this loop reads the tunnel socket now that the handshake
+		// is done, so coalesced runs reach no other reader.
+		in.EnableGRO()
+	}
 	out := tlspsk.NewUDPBatch(u.pc, udpSessionBatchLen, 0, true)
+	if udpOffload {
+		out.EnableGSO() // all to s.peer: runs coalesce; the kernel splits them for it
+	}
+	defer func() {
+		st := dc.OffloadStats().Add(out.OffloadStats())
+		logOffloadFailure(u.log, st)
+		addOffload(st.Add(in.OffloadStats()))
+	}()
+	// With GRO one Recv may return a few hundred datagrams: they go on
+	// in chunks of cap(ms), so the session keeps a small slice.
 	ms := make([]tlspsk.UDPMsg, 0, udpSessionBatchLen*2)
 	for {
 		n, err := in.Recv()
@@ -112,6 +162,11 @@ func (u *udpClientRoute) reverse(s *udpClientSession, dc *tlspsk.DTLSConn, tunne
 					break
 				}
 				if p != nil {
+					if len(ms) == cap(ms) {
+						u.sendLocal(out, ms)
+						clear(ms)
+						ms = ms[:0]
+					}
 					ms = append(ms, tlspsk.UDPMsg{B: p, Addr: s.peer})
 				}
 			}

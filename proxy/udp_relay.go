@@ -96,6 +96,12 @@ func relayDatagrams(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn) {
 	// session, opened in place, then one sendmmsg on the backend socket.
 	msgs := make([]tlspsk.UDPMsg, udpSessionBatchLen)
 	out := tlspsk.NewUDPBatch(backend, udpSessionBatchLen, 0, true)
+	if udpOffload {
+		// Runs of equal datagrams leave as one GSO message; the backend
+		// needs nothing (the kernel splits the run before its socket,
+		// or the device does on the wire).
+		out.EnableGSO()
+	}
 loop:
 	for {
 		n, err := dc.ReadBatch(msgs)
@@ -123,4 +129,7 @@ loop:
 	backend.Close()
 	dc.Close()
 	<-done
+	st := dc.OffloadStats().Add(out.OffloadStats())
+	logOffloadFailure(r.log, st)
+	addOffload(st)
 }

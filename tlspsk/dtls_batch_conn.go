@@ -134,6 +134,9 @@ func (c *DTLSConn) WriteBatch(ms []UDPMsg) (int, error) {
 	}
 	if c.out.batch == nil {
 		c.out.batch = NewUDPBatch(uc, dtlsBatchLen, 0, true) // sends only: no arena
+		if c.cfg.UDPOffload {
+			c.out.batch.EnableGSO()
+		}
 		c.out.msgs = make([]UDPMsg, dtlsBatchLen)
 	}
 	b := c.out.batch
@@ -202,4 +205,23 @@ func (c *DTLSConn) writeEachLocked(ms []UDPMsg) (int, error) {
 		}
 	}
 	return len(ms), nil
+}
+
+// OffloadStats reports WriteBatch's UDP segmentation offload (zero
+// before the first WriteBatch on a UDP socket).
+func (c *DTLSConn) OffloadStats() UDPOffloadStats {
+	c.out.Lock()
+	defer c.out.Unlock()
+	if c.out.batch == nil {
+		return UDPOffloadStats{}
+	}
+	return c.out.batch.OffloadStats()
+}
+
+// OffloadStats reports the listener read loop's UDP offload (GRO).
+func (l *DTLSListener) OffloadStats() UDPOffloadStats {
+	if b := l.recvBatch.Load(); b != nil {
+		return b.OffloadStats()
+	}
+	return UDPOffloadStats{}
 }

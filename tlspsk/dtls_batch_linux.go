@@ -34,15 +34,20 @@ type batchSys struct {
 	rerrno, serrno  syscall.Errno
 }
 
-// recvHeaders are a kit's recvmmsg headers, pointing into its buffer.
+// recvHeaders are a kit's recvmmsg headers, pointing into its buffer,
+// and for GRO its control buffers.
 type recvHeaders struct {
 	rh     []unix.Mmsghdr
 	riov   []unix.Iovec
 	rnames []unix.RawSockaddrInet6
+	oob    []byte // groCmsgSpace per slot (GRO kits)
 }
 
-func (r *recvHeaders) init(k *recvKit, n, slot int) {
+func (r *recvHeaders) init(k *recvKit, n, slot int, gro bool) {
 	r.rh, r.riov, r.rnames = make([]unix.Mmsghdr, n), make([]unix.Iovec, n), make([]unix.RawSockaddrInet6, n)
+	if gro {
+		r.oob = make([]byte, n*groCmsgSpace)
+	}
 	for i := range r.rh {
 		if slot > 0 {
 			r.riov[i].Base = &k.buf[i*slot]
@@ -52,23 +57,23 @@ func (r *recvHeaders) init(k *recvKit, n, slot int) {
 	}
 }
 
-// sendHeaders are sendmmsg headers for up to sendChunk datagrams.
+// sendHeaders are sendmmsg headers for up to sendChunk messages of, in
+// all, up to sendIovs datagrams (a GSO message has one iovec per
+// datagram it carries, pointing at the caller's buffer: no copy).
 type sendHeaders struct {
 	sh     [sendChunk]unix.Mmsghdr
-	siov   [sendChunk]unix.Iovec
+	siov   [sendIovs]unix.Iovec
 	snames [sendChunk]unix.RawSockaddrInet6
+	ctrl   [sendChunk][segCmsgSpace]byte
+	segs   [sendChunk]int // datagrams in each message
 }
 
-const sendChunk = 32
+const (
+	sendChunk = 32
+	sendIovs  = 2 * gsoMaxSegments
+)
 
-var sendHeaderPool = sync.Pool{New: func() any {
-	h := new(sendHeaders)
-	for i := range h.sh {
-		h.sh[i].Hdr.Iov = &h.siov[i]
-		h.sh[i].Hdr.SetIovlen(1)
-	}
-	return h
-}}
+var sendHeaderPool = sync.Pool{New: func() any { return new(sendHeaders) }}
 
 func (s *batchSys) init(b *UDPBatch) {
 	s.rc, _ = b.conn.SyscallConn()
@@ -85,7 +90,8 @@ func (s *batchSys) init(b *UDPBatch) {
 	s.readFn, s.writeFn = s.recvmmsg, s.sendmmsg
 }
 
-// Recv waits for at least one datagram and reads up to Len of them.
+// Recv waits for at least one datagram and reads up to Len of them
+// (with GRO, each may be a coalesced run, split into Msgs entries).
 func (b *UDPBatch) Recv() (int, error) {
 	s := &b.sys
 	if s.rc == nil || b.slot <= 0 {
@@ -102,15 +108,56 @@ func (b *UDPBatch) Recv() (int, error) {
 		b.Release()
 		return 0, os.NewSyscallError("recvmmsg", errno)
 	}
-	r := &b.kit.r
+	k := b.kit
+	r := &k.r
+	j := 0
+	var coalesced, segs uint64
 	for i := 0; i < n; i++ {
-		m := &b.Msgs[i]
 		l := int(r.rh[i].Len)
-		m.B = b.slotBuf(i)[:min(l, b.slot)]
-		m.Trunc = r.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0
-		m.Addr = decodeSockaddr(&r.rnames[i])
+		cut := r.rh[i].Hdr.Flags&unix.MSG_TRUNC != 0
+		d := b.slotBuf(i)
+		l = min(l, len(d))
+		gs := 0
+		if b.gro {
+			gs = groSegmentSize(r.oob[i*groCmsgSpace : i*groCmsgSpace+min(int(r.rh[i].Hdr.Controllen), groCmsgSpace)])
+		}
+		if gs <= 0 || gs >= l {
+			j = b.putMsg(j, d[:l], cut, &r.rnames[i])
+			continue
+		}
+		// A coalesced run: each gs bytes are one datagram the sender sent
+		// (the last may be shorter). Only a cut run's last one is cut.
+		coalesced++
+		for off := 0; off < l; off += gs {
+			e := min(off+gs, l)
+			j = b.putMsg(j, d[off:e:e], cut && e == l, &r.rnames[i])
+			segs++
+		}
 	}
-	return n, nil
+	if coalesced > 0 {
+		b.off.coalescedRecv.Add(coalesced)
+		b.off.segsRecv.Add(segs)
+	}
+	k.used = max(k.used, j)
+	return j, nil
+}
+
+// putMsg sets Msgs[j] to datagram d (cut: the kernel truncated it) from
+// the sender in sa, growing the kit's entries if a hostile run has more
+// datagrams than planned for, and returns j+1. A datagram longer than the
+// batch's slot is cut to it and flagged, as the kernel does without GRO.
+func (b *UDPBatch) putMsg(j int, d []byte, cut bool, sa *unix.RawSockaddrInet6) int {
+	k := b.kit
+	if j == len(k.msgs) {
+		k.msgs = append(k.msgs, make([]UDPMsg, len(k.msgs))...)
+		b.Msgs = k.msgs
+	}
+	m := &k.msgs[j]
+	if len(d) > b.slot {
+		d, cut = d[:b.slot:b.slot], true
+	}
+	m.B, m.Trunc, m.Addr = d, cut, decodeSockaddr(sa)
+	return j + 1
 }
 
 // recvmmsg is Recv's RawConn callback.
@@ -119,11 +166,15 @@ func (s *batchSys) recvmmsg(fd uintptr) bool {
 	b.takeKit()
 	r := &b.kit.r
 	for i := range r.rh {
-		r.riov[i].SetLen(b.slot)
+		r.riov[i].SetLen(b.pool.slot)
 		r.rh[i].Hdr.Name = (*byte)(unsafe.Pointer(&r.rnames[i]))
 		r.rh[i].Hdr.Namelen = uint32(unsafe.Sizeof(r.rnames[i]))
 		r.rh[i].Hdr.Flags = 0
 		r.rh[i].Len = 0
+		if r.oob != nil {
+			r.rh[i].Hdr.Control = &r.oob[i*groCmsgSpace]
+			r.rh[i].Hdr.SetControllen(groCmsgSpace)
+		}
 	}
 	for {
 		x, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rh[0])), uintptr(len(r.rh)), 0, 0, 0)
@@ -150,6 +201,9 @@ func (s *batchSys) sendmmsg(fd uintptr) bool {
 			continue
 		case unix.EAGAIN:
 			return false
+		}
+		if e != 0 {
+			x = 0 // -1: none sent
 		}
 		s.sn, s.serrno = int(x), e
 		return true
@@ -188,54 +242,137 @@ func encodeSockaddr(sa *unix.RawSockaddrInet6, domain int, ap netip.AddrPort) ui
 	return unix.SizeofSockaddrInet6
 }
 
-// Send sends ms in order, as few system calls as it takes. It returns
-// how many were sent; on an error, the error is about ms[n] (the caller
-// drops it and may send the rest).
+// Send sends ms in order, as few system calls as it takes (with GSO,
+// runs of one length to one destination as one message each). It
+// returns how many datagrams were sent; on an error, the error is about
+// ms[n] (the caller drops it and may send the rest).
 func (b *UDPBatch) Send(ms []UDPMsg) (int, error) {
 	s := &b.sys
 	if s.rc == nil {
 		return 0, syscall.EINVAL
 	}
 	h := sendHeaderPool.Get().(*sendHeaders)
-	defer func() {
-		clear(h.siov[:]) // keep no caller buffer alive
-		for i := range h.siov {
-			h.sh[i].Hdr.Iov = &h.siov[i]
-			h.sh[i].Hdr.SetIovlen(1)
-		}
-		s.sk = nil
-		sendHeaderPool.Put(h)
-	}()
 	s.sk = h
+	sent, err := b.send(h, ms)
+	clear(h.siov[:]) // keep no caller buffer alive
+	s.sk = nil
+	sendHeaderPool.Put(h)
+	return sent, err
+}
+
+func (b *UDPBatch) send(h *sendHeaders, ms []UDPMsg) (int, error) {
+	s := &b.sys
 	sent := 0
 	for sent < len(ms) {
-		k := min(len(ms)-sent, sendChunk)
-		for i := 0; i < k; i++ {
-			m := &ms[sent+i]
-			if len(m.B) > 0 {
-				h.siov[i].Base = &m.B[0]
-			} else {
-				h.siov[i].Base = nil
+		gso := b.off.gso.Load()
+		k, iov := 0, 0 // messages and iovecs filled
+		next := sent   // the first datagram not in a message yet
+		for k < sendChunk && next < len(ms) && iov < sendIovs {
+			run := 1
+			if gso {
+				run = b.gsoRun(ms[next:], min(gsoMaxSegments, sendIovs-iov))
 			}
-			h.siov[i].SetLen(len(m.B))
+			hd := &h.sh[k].Hdr
+			hd.Iov = &h.siov[iov]
+			hd.SetIovlen(run)
+			for i := 0; i < run; i++ {
+				m := &ms[next+i]
+				if len(m.B) > 0 {
+					h.siov[iov+i].Base = &m.B[0]
+				} else {
+					h.siov[iov+i].Base = nil
+				}
+				h.siov[iov+i].SetLen(len(m.B))
+			}
+			if run > 1 {
+				hd.Control = &h.ctrl[k][0]
+				hd.SetControllen(putSegmentCmsg(h.ctrl[k][:], uint16(len(ms[next].B))))
+			} else {
+				hd.Control = nil
+				hd.SetControllen(0)
+			}
 			if s.connected {
-				h.sh[i].Hdr.Name, h.sh[i].Hdr.Namelen = nil, 0
+				hd.Name, hd.Namelen = nil, 0
 			} else {
-				h.sh[i].Hdr.Namelen = encodeSockaddr(&h.snames[i], s.domain, m.Addr)
-				h.sh[i].Hdr.Name = (*byte)(unsafe.Pointer(&h.snames[i]))
+				hd.Namelen = encodeSockaddr(&h.snames[k], s.domain, ms[next].Addr)
+				hd.Name = (*byte)(unsafe.Pointer(&h.snames[k]))
 			}
+			h.segs[k] = run
+			iov += run
+			next += run
+			k++
 		}
 		s.k, s.sn, s.serrno = k, 0, 0
-		err := s.rc.Write(s.writeFn)
+		if gsoSendFault != nil && gsoSendFault() {
+			// A test's stand-in for a kernel that refuses GSO: the first
+			// GSO message fails with EIO, those before it go out.
+			for i := range k {
+				if h.segs[i] > 1 {
+					s.k = i
+					break
+				}
+			}
+		}
+		var err error
+		if s.k > 0 {
+			err = s.rc.Write(s.writeFn)
+		}
 		r, errno := s.sn, s.serrno
+		if s.k < k && r == s.k && errno == 0 && err == nil {
+			errno = unix.EIO
+		}
 		runtime.KeepAlive(ms)
+		for i := 0; i < r; i++ {
+			sent += h.segs[i]
+			if h.segs[i] > 1 {
+				b.off.superSent.Add(1)
+				b.off.segsSent.Add(uint64(h.segs[i]))
+			}
+		}
 		if err != nil {
 			return sent, err
 		}
 		if errno != 0 {
+			if r < k && h.segs[r] > 1 && (errno == unix.EIO || errno == unix.EINVAL || errno == unix.EOPNOTSUPP) {
+				// The kernel or the device cannot segment (no checksum
+				// offload, an MTU below the segment, ...): the message
+				// was not sent. Off for good; its datagrams and the rest
+				// go again, one per message.
+				b.off.gso.Store(false)
+				b.off.gsoFailed.Store(true)
+				continue
+			}
 			return sent, os.NewSyscallError("sendmmsg", errno)
 		}
-		sent += r
 	}
 	return sent, nil
+}
+
+// gsoSendFault, set by tests before any Send runs, makes a GSO message
+// fail with EIO, unsent, whenever it returns true.
+var gsoSendFault func() bool
+
+// gsoRun is how many of ms, from the first, go as one GSO message: the
+// same destination (on an unconnected socket) and length, the last
+// possibly shorter but not empty, at most limit datagrams and gsoMaxBytes
+// bytes. 1 means send ms[0] alone.
+func (b *UDPBatch) gsoRun(ms []UDPMsg, limit int) int {
+	seg := len(ms[0].B)
+	if seg == 0 || seg > gsoMaxSegment || len(ms) < 2 {
+		return 1
+	}
+	total, run := seg, 1
+	for run < len(ms) && run < limit {
+		m := &ms[run]
+		l := len(m.B)
+		if l == 0 || l > seg || total+l > gsoMaxBytes || (!b.sys.connected && m.Addr != ms[0].Addr) {
+			break
+		}
+		total += l
+		run++
+		if l < seg {
+			break // a shorter datagram ends the run
+		}
+	}
+	return run
 }

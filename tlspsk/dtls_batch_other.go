@@ -7,7 +7,7 @@ type batchSys struct{ connected bool }
 
 type recvHeaders struct{}
 
-func (r *recvHeaders) init(*recvKit, int, int) {}
+func (r *recvHeaders) init(*recvKit, int, int, bool) {}
 
 func (s *batchSys) init(b *UDPBatch) { s.connected = b.conn.RemoteAddr() != nil }
 
@@ -24,6 +24,7 @@ func (b *UDPBatch) Recv() (int, error) {
 	// slot exactly counts as cut (the slot is one byte larger than the
 	// callers' limits need).
 	b.Msgs[0] = UDPMsg{B: buf[:n], Addr: unmap(ap), Trunc: n >= b.slot}
+	b.kit.used = 1
 	return 1, nil
 }
 

@@ -36,6 +36,16 @@ type DTLSConfig struct {
 	// the extension (asking for no CID of its own) when it is above 0.
 	ConnectionIDLength int
 
+	// UDPOffload turns on UDP segmentation offload on Linux where the
+	// DTLS code owns the socket's batched path: GSO for WriteBatch (a
+	// run of records to the peer leaves as one message the kernel
+	// segments) and, on a listener, GRO for its read loop (the kernel
+	// hands over coalesced runs, split again per datagram). Each segment
+	// is one datagram, so records never straddle them. A kernel or
+	// device that refuses GSO turns it off for that socket's batch; see
+	// docs/udp.md.
+	UDPOffload bool
+
 	// Listener only.
 
 	// MaxHandshakes bounds the handshakes in progress (each started only

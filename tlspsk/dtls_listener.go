@@ -60,6 +60,8 @@ type DTLSListener struct {
 	accepted atomic.Uint64
 	failed   atomic.Uint64
 	replaced atomic.Uint64
+
+	recvBatch atomic.Pointer[UDPBatch] // the read loop's (OffloadStats)
 }
 
 // sessionKey is a session's peer: its UDP address, or for other packet
@@ -244,6 +246,10 @@ func (l *DTLSListener) loop() {
 // recvmmsg into the batch's own buffers (handle copies what it keeps).
 func (l *DTLSListener) loopBatch() {
 	b := NewUDPBatch(l.udp, dtlsBatchLen, UDPRecordSlot, false)
+	if l.cfg.UDPOffload {
+		b.EnableGRO() // where the kernel refuses, plain recvmmsg
+	}
+	l.recvBatch.Store(b)
 	for {
 		n, err := b.Recv()
 		if err != nil {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlspsk
+
+const offloadRace = false

@@ -38,10 +38,22 @@ type udpClientSession struct {
 	// goroutine (the queue is for the handshake only).
 	live atomic.Pointer[tlspsk.DTLSConn]
 	last atomic.Int64 // unix nanoseconds of the last datagram either way
+	// tunnel is the session's own socket to the server proxy; sockDrops,
+	// the datagrams the kernel dropped on it (receive buffer full), read
+	// once as the session closes, before the socket goes.
+	tunnel    atomic.Pointer[net.UDPConn]
+	sockDrops atomic.Uint64
 }
 
 func (s *udpClientSession) Close() error {
-	s.once.Do(func() { close(s.done) })
+	s.once.Do(func() {
+		if t := s.tunnel.Load(); t != nil {
+			if n, ok := socketDrops(t); ok {
+				s.sockDrops.Store(n)
+			}
+		}
+		close(s.done)
+	})
 	if c := s.conn.Load(); c != nil {
 		c.Close()
 	}
@@ -253,6 +265,13 @@ func (u *udpClientRoute) run(s *udpClientSession) {
 			u.holdDown(s, identity, nil, start)
 			return
 		}
+		if uc, ok := c.(*net.UDPConn); ok {
+			// As large as the shared sockets': with GSO the server proxy's
+			// records arrive in runs of up to 64, which overflow the
+			// default buffer (~208 KiB) in a few runs.
+			sizeSocketBuffers(uc)
+			s.tunnel.Store(uc)
+		}
 		cfg := dtlsConfig(u.cfg)
 		cfg.Identity, cfg.Key = identity, key
 		dc = tlspsk.DTLSClient(c, cfg)
@@ -309,6 +328,11 @@ func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn, tunnel 
 	u.met.sessionsOpen.Inc()
 	defer u.met.sessionsOpen.Dec()
 	defer countConnDrops(u.met, dc)
+	defer func() {
+		if n := s.sockDrops.Load(); n > 0 {
+			u.met.dropN("socket_buffer", n)
+		}
+	}()
 	s.last.Store(time.Now().UnixNano())
 	stopWatch := idleWatch(udpIdle(u.cfg), &s.last, func() {
 		u.log.Debug("session idle: closing", "peer", s.peer.String())

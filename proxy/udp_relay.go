@@ -126,6 +126,11 @@ loop:
 		}
 		clear(msgs[:n])
 	}
+	// What the kernel dropped on the session's backend socket (receive
+	// buffer full), read before the socket goes.
+	if n, ok := socketDrops(backend); ok && n > 0 {
+		r.met.dropN("socket_buffer", n)
+	}
 	backend.Close()
 	dc.Close()
 	<-done

@@ -1,0 +1,73 @@
+package proxy
+
+import (
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUDPSessionSocketDrops: a client session's own tunnel socket gets the
+// same buffer as the route's shared socket (the default ~208 KiB overflowed
+// under GSO runs of replies and lost datagrams nobody counted), and what the
+// kernel drops on it is counted as socket_buffer when the session ends.
+func TestUDPSessionSocketDrops(t *testing.T) {
+	client, _ := udpPair(t, randomKey(t), udpEcho(t).String(), nil)
+	c, err := net.Dial("udp", client.url("dns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for { // until the session is up and echoes
+		c.Write([]byte("hello"))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "hello" {
+			break
+		}
+	}
+	u := client.routes[0].(*udpClientRoute)
+	u.mu.Lock()
+	var s *udpClientSession
+	for _, x := range u.sessions {
+		s = x
+	}
+	u.mu.Unlock()
+	if s == nil {
+		t.Fatal("no client session")
+	}
+	tunnel := s.tunnel.Load()
+	if tunnel == nil {
+		t.Fatal("the session has no tunnel socket recorded")
+	}
+	raw, _ := tunnel.SyscallConn()
+	var rcv int
+	raw.Control(func(fd uintptr) { rcv, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF) })
+	if rcv != u.rcvBuf {
+		t.Fatalf("tunnel socket receive buffer %d, the route's shared socket has %d", rcv, u.rcvBuf)
+	}
+	if _, ok := socketDrops(tunnel); !ok {
+		t.Skip("this platform does not report socket drops")
+	}
+	// Make the kernel drop replies on the tunnel socket: shrink its buffer
+	// to the minimum and send bursts (the echoes come back in GSO runs).
+	tunnel.SetReadBuffer(1)
+	msg := make([]byte, 1200)
+	var seen uint64
+	for burst := 0; burst < 20 && seen == 0; burst++ {
+		for i := 0; i < 500; i++ {
+			c.Write(msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+		seen, _ = socketDrops(tunnel)
+	}
+	if seen == 0 {
+		t.Fatal("no drop on a minimum-size tunnel socket after 10,000 datagrams: the test proves nothing")
+	}
+	s.Close() // the path an idle timeout or an error takes
+	waitFor(t, 10*time.Second, "socket_buffer drops counted", func() bool {
+		_, by := droppedTotal(t, client)
+		return by["socket_buffer"] >= float64(seen)
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/mcbn/mcbn/tlspsk"
 	"io"
 	"net"
 	"os"
@@ -98,6 +99,17 @@ func udpRun(addr string, size int, d time.Duration, rate, maxN int) (udpStats, e
 	}
 	time.Sleep(100 * time.Millisecond) // let late warm-up echoes arrive
 
+	// The sender hands the kernel up to senderBatch datagrams per sendmmsg
+	// (what a high-rate UDP application does), so that on two cores it can
+	// offer twice the pair's sustainable rate: one write per datagram
+	// topped out near 1.5× while the proxies ran. Paced, it sends what is
+	// due, so bursts stay at the ~200 µs sleep granularity.
+	const senderBatch = 32
+	out := tlspsk.NewUDPBatch(c, senderBatch, 0, false)
+	msgs := make([]tlspsk.UDPMsg, senderBatch)
+	for i := range msgs {
+		msgs[i].B = make([]byte, size)
+	}
 	sent := 0
 	start := time.Now()
 	for sent < maxN {
@@ -105,15 +117,22 @@ func udpRun(addr string, size int, d time.Duration, rate, maxN int) (udpStats, e
 		if now.Sub(start) >= d {
 			break
 		}
+		k := senderBatch
 		if rate > 0 {
 			due := start.Add(time.Duration(float64(sent) / float64(rate) * float64(time.Second)))
 			if ahead := due.Sub(now); ahead > 200*time.Microsecond {
 				time.Sleep(ahead)
+				now = time.Now()
 			}
+			k = int(float64(now.Sub(start))/float64(time.Second)*float64(rate)) - sent + 1
+			k = max(1, min(k, senderBatch))
 		}
-		binary.BigEndian.PutUint64(msg, uint64(sent))
-		c.Write(msg) // a failed write is a lost datagram
-		sent++
+		k = min(k, maxN-sent)
+		for i := 0; i < k; i++ {
+			binary.BigEndian.PutUint64(msgs[i].B, uint64(sent+i))
+		}
+		out.Send(msgs[:k]) // a datagram the kernel refused is a lost one
+		sent += k
 	}
 	sendDur := time.Since(start)
 	// Drain: wait until the echoes stop coming (bounded).

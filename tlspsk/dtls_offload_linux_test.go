@@ -175,12 +175,7 @@ func TestUDPGSOMixedDestinations(t *testing.T) {
 // turns GSO off and resends those datagrams one per message: every
 // datagram arrives once, in order, and later sends are plain.
 func TestUDPGSOFallback(t *testing.T) {
-	a, b := udpPairTest(t)
-	a.SetReadBuffer(4 << 20)
-	sb := NewUDPBatch(b, 8, 0, true)
-	sb.EnableGSO()
-	rb := NewUDPBatch(a, 8, UDPPlainSlot, true)
-	rb.EnableGRO()
+	a, sb, rb := gsoToGRO(t)
 	gsoSendFault = func() bool { return true }
 	defer func() { gsoSendFault = nil }()
 	dst := a.LocalAddr().(*net.UDPAddr).AddrPort()
@@ -283,12 +278,7 @@ func TestUDPGSOOtherError(t *testing.T) {
 // GSO sends and GRO receives allocate nothing in the steady state, and an
 // idle GRO batch holds no buffers.
 func TestUDPOffloadAllocs(t *testing.T) {
-	a, b := udpPairTest(t)
-	a.SetReadBuffer(4 << 20)
-	sb := NewUDPBatch(b, 8, 0, true)
-	sb.EnableGSO()
-	rb := NewUDPBatch(a, 8, UDPPlainSlot, true)
-	rb.EnableGRO()
+	a, sb, rb := gsoToGRO(t)
 	dst := a.LocalAddr().(*net.UDPAddr).AddrPort()
 	ms := make([]UDPMsg, 16)
 	for i := range ms {
@@ -486,4 +476,17 @@ func udpPairTB(tb testing.TB) (a, b *net.UDPConn) {
 		tb.Cleanup(func() { (*c).Close() })
 	}
 	return a, b
+}
+
+// gsoToGRO is a GSO sending batch and a GRO receiving batch (8 slots of
+// UDPPlainSlot) over a loopback pair; a is the receiving socket.
+func gsoToGRO(t *testing.T) (a *net.UDPConn, sb, rb *UDPBatch) {
+	t.Helper()
+	a, b := udpPairTest(t)
+	a.SetReadBuffer(4 << 20)
+	sb = NewUDPBatch(b, 8, 0, true)
+	sb.EnableGSO()
+	rb = NewUDPBatch(a, 8, UDPPlainSlot, true)
+	rb.EnableGRO()
+	return a, sb, rb
 }

@@ -40,6 +40,11 @@ func (c *DTLSConn) ReadBatch(ms []UDPMsg) (int, error) {
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
+	return c.readBatchLocked(ms)
+}
+
+// readBatchLocked is ReadBatch under c.in.
+func (c *DTLSConn) readBatchLocked(ms []UDPMsg) (int, error) {
 	c.releaseHeldLocked()
 	n := 0
 	for n < len(ms) && c.in.err == nil {

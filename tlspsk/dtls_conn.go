@@ -465,54 +465,20 @@ func (c *DTLSConn) sendAlertLocked(a Alert) error {
 // --- reading ---
 
 // Read reads the next datagram into b. If b is too short, the rest of the
-// datagram is lost and Read returns io.ErrShortBuffer with what fit.
+// datagram is lost and Read returns io.ErrShortBuffer with what fit. It is
+// ReadBatch of one datagram, copied out before the lock is released (the
+// next Read may recycle the buffer the plaintext is in).
 func (c *DTLSConn) Read(b []byte) (int, error) {
 	if err := c.Handshake(); err != nil {
 		return 0, err
 	}
 	c.in.Lock()
 	defer c.in.Unlock()
-	c.releaseHeldLocked()
-	for {
-		if c.in.err != nil {
-			return 0, c.in.err
-		}
-		if len(c.in.early) > 0 {
-			d := c.in.early[0]
-			c.in.early = c.in.early[1:]
-			return copyOut(b, d)
-		}
-		if len(c.in.pend) == 0 {
-			if c.in.buf != nil {
-				putDgram(c.in.buf)
-				c.in.buf = nil
-			}
-			d, from, err := c.recv(time.Time{})
-			if err != nil {
-				if c.closed.Load() {
-					err = c.closedErr()
-				}
-				return 0, err
-			}
-			c.in.buf, c.in.pend = d, d
-			c.in.from = from
-		}
-		h, rec, rest, ok := nextDTLSRecord(c.in.pend, len(c.ourCID))
-		if !ok {
-			c.in.pend = nil
-			c.countDrop(&c.drops.malformed, dropMalformed)
-			continue
-		}
-		c.in.pend = rest
-		plain, err := c.openLocked(h, rec)
-		if err != nil {
-			c.in.err = err
-			return 0, err
-		}
-		if plain != nil {
-			return copyOut(b, plain)
-		}
+	var m [1]UDPMsg
+	if _, err := c.readBatchLocked(m[:]); err != nil {
+		return 0, err
 	}
+	return copyOut(b, m[0].B)
 }
 
 func copyOut(b, d []byte) (int, error) {

@@ -222,24 +222,31 @@ func (l *DTLSListener) loop() {
 			}
 		}
 		if err != nil {
-			select {
-			case <-l.done:
+			if l.readFailed(err) {
 				return
-			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			if isTransientUDPError(err) {
-				continue
-			}
-			l.loopErr = err
-			go l.Close()
-			return
+			continue
 		}
 		l.handle(buf[:n], key, addr)
 	}
+}
+
+// readFailed handles an error reading the socket: it reports true when
+// the loop must end (the listener is closed, or the error is neither a
+// timeout nor transient: the listener then closes with it).
+func (l *DTLSListener) readFailed(err error) bool {
+	select {
+	case <-l.done:
+		return true
+	default:
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || isTransientUDPError(err) {
+		return false
+	}
+	l.loopErr = err
+	go l.Close()
+	return true
 }
 
 // loopBatch is loop on a *net.UDPConn: up to dtlsBatchLen datagrams per
@@ -253,18 +260,10 @@ func (l *DTLSListener) loopBatch() {
 	for {
 		n, err := b.Recv()
 		if err != nil {
-			select {
-			case <-l.done:
+			if l.readFailed(err) {
 				return
-			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTransientUDPError(err) {
-				continue
-			}
-			l.loopErr = err
-			go l.Close()
-			return
+			continue
 		}
 		for i := 0; i < n; i++ {
 			m := &b.Msgs[i]

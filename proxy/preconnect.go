@@ -1,10 +1,8 @@
 package proxy
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -299,18 +297,10 @@ func (p *preconnectPool) dial() (*readyTunnel, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := t.tmpl.Clone()
-	cfg.Identity, cfg.Key = id, key
-	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
-	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
-	dcancel()
-	if err != nil {
+	tc, err := t.dialServer(id, key)
+	if tc == nil {
 		return nil, err
 	}
-	tc := tlspsk.Client(raw, cfg)
-	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
-	err = tc.HandshakeContext(ctx)
-	cancel()
 	if err != nil {
 		tc.Close()
 		// With epochs, the next dial falls back to an older epoch while

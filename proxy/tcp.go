@@ -242,6 +242,25 @@ func (t *tcpRoute) handleServer(raw net.Conn) (a, b net.Conn) {
 	return tc, backend
 }
 
+// dialServer connects to the server proxy and runs the client handshake
+// with identity and key, each step under its timeout. A nil conn means the
+// connect failed; a conn with an error, that the handshake did (the caller
+// closes it).
+func (t *tcpRoute) dialServer(identity string, key []byte) (*tlspsk.Conn, error) {
+	cfg := t.tmpl.Clone()
+	cfg.Identity, cfg.Key = identity, key
+	dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
+	raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
+	dcancel()
+	if err != nil {
+		return nil, err
+	}
+	tc := tlspsk.Client(raw, cfg)
+	ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
+	defer cancel()
+	return tc, tc.HandshakeContext(ctx)
+}
+
 // handleClient makes a tunnel's ends on a client proxy: a connection to
 // the server proxy and the TLS handshake on it.
 func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
@@ -264,23 +283,15 @@ func (t *tcpRoute) handleClient(local net.Conn) (a, b net.Conn) {
 			local.Close()
 			return nil, nil
 		}
-		cfg := t.tmpl.Clone()
-		cfg.Identity, cfg.Key = identity, key
-		dctx, dcancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Dial.D())
-		raw, err := (&net.Dialer{}).DialContext(dctx, "tcp", t.cfg.connect.HostPort())
-		dcancel()
-		if err != nil {
+		start := time.Now()
+		tc, err = t.dialServer(identity, key)
+		if tc == nil {
 			t.dest.record(err) // a connect that works says nothing yet: the handshake does
 			t.log.Warn("server proxy unreachable: closing the connection", "peer", peer, "connect", t.cfg.Connect, "err", err)
 			t.met.dialFailures.Inc()
 			local.Close()
 			return nil, nil
 		}
-		tc = tlspsk.Client(raw, cfg)
-		ctx, cancel := context.WithTimeout(t.ctx, t.cfg.Timeouts.Handshake.D())
-		start := time.Now()
-		err = tc.HandshakeContext(ctx)
-		cancel()
 		if err == nil {
 			t.epochAccepted(identity)
 			break

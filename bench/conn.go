@@ -2,16 +2,12 @@ package main
 
 import (
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/mcbn/mcbn/proxy"
 )
 
 // The conn section (issue 16): new connections per second, one client after
@@ -275,35 +271,17 @@ func inProcessPairPre(e *env, backend string, maxConns, pre int) (string, func()
 	if err != nil {
 		return "", nil, err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	spre := min(pre, 1)
-	var started []*proxy.Proxy
-	stop := func() {
-		for _, p := range started {
-			p.Close()
-		}
-	}
-	for _, c := range []string{
+	confs := []string{
 		fmt.Sprintf(mcbnPreConf, "server", "", "tls://"+loop(ports[1]), "tcp://"+backend, spre, e.secrets),
 		fmt.Sprintf(mcbnPreConf, "client", "", "tcp://"+loop(ports[0]), "tls://"+loop(ports[1]), pre, e.secrets),
-	} {
-		c = strings.Replace(c, "admin: \n", "", 1) + fmt.Sprintf("    limits:\n      max_connections: %d\n", maxConns)
-		cfg, err := proxy.ParseConfig([]byte(c))
-		if err != nil {
-			stop()
-			return "", nil, err
-		}
-		p, err := proxy.New(cfg, proxy.Options{Logger: quiet})
-		if err != nil {
-			stop()
-			return "", nil, err
-		}
-		if err := p.Start(); err != nil {
-			p.Close()
-			stop()
-			return "", nil, err
-		}
-		started = append(started, p)
+	}
+	for i, c := range confs {
+		confs[i] = strings.Replace(c, "admin: \n", "", 1) + fmt.Sprintf("    limits:\n      max_connections: %d\n", maxConns)
+	}
+	stop, err := startInProcess(confs...)
+	if err != nil {
+		return "", nil, err
 	}
 	addr := loop(ports[0])
 	if err := waitTCP(addr, 5*time.Second, nil); err != nil {

@@ -45,7 +45,6 @@ func inProcessPairOf(e *env, transport, backend string, maxConns int, admin stri
 	if transport == "udp" {
 		plain, tunnel = "udp", "dtls"
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfgText := func(mode, listen, connect string) string {
 		t := fmt.Sprintf(`mode: %s
 log_level: warn
@@ -71,32 +70,11 @@ probe_interval: 0s
 		}
 		return t
 	}
-	var started []*proxy.Proxy
-	stop := func() {
-		for _, p := range started {
-			p.Close()
-		}
-	}
-	for _, c := range []string{
+	stop, err := startInProcess(
 		cfgText("server", tunnel+"://"+loop(ports[1]), plain+"://"+backend),
-		cfgText("client", plain+"://"+loop(ports[0]), tunnel+"://"+loop(ports[1])),
-	} {
-		cfg, err := proxy.ParseConfig([]byte(c))
-		if err != nil {
-			stop()
-			return "", nil, err
-		}
-		p, err := proxy.New(cfg, proxy.Options{Logger: quiet})
-		if err != nil {
-			stop()
-			return "", nil, err
-		}
-		if err := p.Start(); err != nil {
-			p.Close()
-			stop()
-			return "", nil, err
-		}
-		started = append(started, p)
+		cfgText("client", plain+"://"+loop(ports[0]), tunnel+"://"+loop(ports[1])))
+	if err != nil {
+		return "", nil, err
 	}
 	addr := loop(ports[0])
 	if transport == "tcp" {
@@ -304,4 +282,36 @@ func writeProfile(name, path string, debug int) error {
 	}
 	defer f.Close()
 	return pprof.Lookup(name).WriteTo(f, debug)
+}
+
+// startInProcess parses and starts one proxy per config text, in order
+// (server first), and returns a func that closes them all. On an error
+// the ones already started are closed.
+func startInProcess(confs ...string) (stop func(), err error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var started []*proxy.Proxy
+	stop = func() {
+		for _, p := range started {
+			p.Close()
+		}
+	}
+	for _, c := range confs {
+		cfg, err := proxy.ParseConfig([]byte(c))
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		p, err := proxy.New(cfg, proxy.Options{Logger: quiet})
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		if err := p.Start(); err != nil {
+			p.Close()
+			stop()
+			return nil, err
+		}
+		started = append(started, p)
+	}
+	return stop, nil
 }

@@ -66,9 +66,6 @@ func TestUDPSessionSocketDrops(t *testing.T) {
 		t.Fatal("no drop on a minimum-size tunnel socket after 10,000 datagrams: the test proves nothing")
 	}
 	s.Close() // the path an idle timeout or an error takes
-	// Not droppedTotal: it compares two metrics of one scrape, which only
-	// holds once no drop is being counted, and the session is still
-	// ending here.
 	waitFor(t, 10*time.Second, "socket_buffer drops counted", func() bool {
 		return gathered(t, client)["mcbn_proxy_udp_dropped_datagrams_total"]["reason=socket_buffer,route=dns"] >= float64(seen)
 	})

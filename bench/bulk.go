@@ -64,15 +64,17 @@ func runBulk(e *env, o options, res *Results) error {
 			}
 			res.add(f)
 		}
-		ours := res.find("bulk", key(kindMcbn, s))
-		if ours == nil {
-			continue
-		}
-		if st := res.find("bulk", key(kindStunnel, s)); st != nil {
-			res.add(ratioFigure("bulk", "ratio mcbn/stunnel, "+streamName(s), ours, st))
-		}
-		if d := res.find("bulk", key(kindDirect, s)); d != nil {
-			res.add(ratioFigure("bulk", "ratio mcbn/direct, "+streamName(s), ours, d))
+		for _, m := range []string{kindMcbn, kindMcbn1CPU} {
+			ours := res.find("bulk", key(m, s))
+			if ours == nil {
+				continue
+			}
+			if st := res.find("bulk", key(kindStunnel, s)); st != nil {
+				res.add(ratioFigure("bulk", "ratio "+m+"/stunnel, "+streamName(s), ours, st))
+			}
+			if d := res.find("bulk", key(kindDirect, s)); d != nil {
+				res.add(ratioFigure("bulk", "ratio "+m+"/direct, "+streamName(s), ours, d))
+			}
 		}
 	}
 	return nil

@@ -254,7 +254,7 @@ func runConn(e *env, o options, res *Results) error {
 			res.add(f)
 		}
 	}
-	for _, k := range []string{kindMcbn, kindMcbnX25519, kindMcbnPre} {
+	for _, k := range []string{kindMcbn, kindMcbnX25519, kindMcbnPre, kindMcbn1CPU} {
 		res.addRatio("conn", "ratio "+k+"/stunnel: connections/s", k+": connections/s", kindStunnel+": connections/s")
 		res.addRatio("conn", "ratio "+k+"/stunnel: time to first byte p50", k+": time to first byte p50", kindStunnel+": time to first byte p50")
 		res.addRatio("conn", "ratio "+k+"/stunnel, "+par+": connections/s", k+", "+par+": connections/s", kindStunnel+", "+par+": connections/s")

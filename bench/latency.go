@@ -186,6 +186,7 @@ func runRTT(e *env, o options, res *Results) error {
 	}
 	res.addRatio("rtt", "ratio mcbn/stunnel: p50", kindMcbn+": p50", kindStunnel+": p50")
 	res.addRatio("rtt", "ratio mcbn/stunnel: p50 added to direct", kindMcbn+": p50 added to direct", kindStunnel+": p50 added to direct")
+	res.addRatio("rtt", "ratio mcbn-1cpu/stunnel: p50", kindMcbn1CPU+": p50", kindStunnel+": p50")
 	return nil
 }
 

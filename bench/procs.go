@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -30,7 +31,15 @@ var running struct {
 
 // startProc starts name with args; stdout and stderr go to a bounded buffer.
 func startProc(label, name string, args ...string) (*proc, error) {
+	return startProcEnv(label, nil, name, args...)
+}
+
+// startProcEnv is startProc with env added to the bench's environment.
+func startProcEnv(label string, env []string, name string, args ...string) (*proc, error) {
 	cmd := exec.Command(name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	out := &tailBuffer{max: 64 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

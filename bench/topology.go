@@ -20,6 +20,11 @@ const (
 	// negotiates X25519MLKEM768, which costs more per tunnel and buys
 	// post-quantum forward secrecy. The conn section measures both.
 	kindMcbnX25519 = "mcbn-x25519"
+	// kindMcbn1CPU is the default mcbn pair with GOMAXPROCS=1 in each
+	// proxy: what Go derives from the Kubernetes recipe's limits.cpu "1"
+	// (examples/kubernetes). The plain pair runs with Go's default here,
+	// one P per core of the machine.
+	kindMcbn1CPU = "mcbn-1cpu"
 )
 
 // relay is one running pair.
@@ -48,6 +53,7 @@ func (r *relay) sides() map[string]*proc {
 type tcpOptions struct {
 	maxConns int    // mcbn --max-connections; 0 keeps the default
 	groups   string // mcbn --tls-groups; "" keeps the default
+	procs    int    // GOMAXPROCS of each mcbn proxy; 0 keeps Go's default
 }
 
 // startTCP starts a TCP relay pair of kind in front of backend.
@@ -70,6 +76,8 @@ func (e *env) startTCP(kind, backend string, o tcpOptions) (*relay, error) {
 			r.kind = kindMcbnX25519
 		}
 		return r, err
+	case kindMcbn1CPU:
+		return e.startMcbnKind(kindMcbn1CPU, "tcp", backend, tcpOptions{maxConns: o.maxConns, groups: o.groups, procs: 1})
 	}
 	return nil, fmt.Errorf("unknown relay %q", kind)
 }
@@ -151,6 +159,11 @@ func (e *env) startStunnel(backend string) (*relay, error) {
 // is "tcp" (TLS 1.3 PSK, TLS_AES_128_GCM_SHA256) or "udp" (DTLS 1.2 PSK,
 // mcbn's default suites).
 func (e *env) startMcbn(transport, backend string, o tcpOptions) (*relay, error) {
+	return e.startMcbnKind(kindMcbn, transport, backend, o)
+}
+
+// startMcbnKind is startMcbn naming the relay kind.
+func (e *env) startMcbnKind(kind, transport, backend string, o tcpOptions) (*relay, error) {
 	ports, err := freePorts(transport, 2)
 	if err != nil {
 		return nil, err
@@ -177,12 +190,16 @@ func (e *env) startMcbn(transport, backend string, o tcpOptions) (*relay, error)
 		"--connect", tunnel + "://" + backend, "--admin", loop(admins[1])}, common...)
 	cliArgs := append([]string{"proxy", "client", "--listen", tunnel + "://" + loop(ports[0]),
 		"--connect", listen + "://" + loop(ports[1]), "--admin", loop(admins[0])}, common...)
-	r := &relay{kind: kindMcbn, addr: loop(ports[0])}
-	srv, err := startProc("mcbn proxy server", e.mcbn, srvArgs...)
+	r := &relay{kind: kind, addr: loop(ports[0])}
+	var env []string
+	if o.procs > 0 {
+		env = []string{"GOMAXPROCS=" + strconv.Itoa(o.procs)}
+	}
+	srv, err := startProcEnv("mcbn proxy server", env, e.mcbn, srvArgs...)
 	if err != nil {
 		return nil, err
 	}
-	cli, err := startProc("mcbn proxy client", e.mcbn, cliArgs...)
+	cli, err := startProcEnv("mcbn proxy client", env, e.mcbn, cliArgs...)
 	if err != nil {
 		srv.stop()
 		return nil, err

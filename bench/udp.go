@@ -171,16 +171,23 @@ func runUDP(e *env, o options, res *Results) error {
 	defer echo.close()
 	targets := map[string]string{kindDirect: echo.addr()}
 	kinds := []string{kindDirect}
-	var pair *relay
-	if o.has(kindMcbn) {
-		r, err := e.startMcbn("udp", echo.addr(), tcpOptions{})
+	pairs := map[string]*relay{}
+	for _, k := range []string{kindMcbn, kindMcbn1CPU} {
+		if !o.has(k) {
+			continue
+		}
+		opt := tcpOptions{}
+		if k == kindMcbn1CPU {
+			opt.procs = 1
+		}
+		r, err := e.startMcbnKind(k, "udp", echo.addr(), opt)
 		if err != nil {
-			return fmt.Errorf("mcbn DTLS pair: %w", err)
+			return fmt.Errorf("%s DTLS pair: %w", k, err)
 		}
 		defer r.stop()
-		pair = r
-		targets[kindMcbn] = r.addr
-		kinds = append(kinds, kindMcbn)
+		pairs[k] = r
+		targets[k] = r.addr
+		kinds = append(kinds, k)
 	}
 	type key struct {
 		kind string
@@ -208,7 +215,8 @@ func runUDP(e *env, o options, res *Results) error {
 	for run := 0; run < o.runs; run++ {
 		for _, c := range cases {
 			var cpu0 time.Duration
-			if c.kind == kindMcbn {
+			pair := pairs[c.kind]
+			if pair != nil {
 				cpu0 = procsCPU(pair.procs)
 			}
 			self0 := selfCPU()
@@ -228,7 +236,7 @@ func runUDP(e *env, o options, res *Results) error {
 			if d := selfCPU() - self0; d > 0 && st.got > 0 {
 				selfCPUPer[c] = append(selfCPUPer[c], float64(d.Microseconds())/float64(st.got))
 			}
-			if c.kind == kindMcbn && st.got > 0 {
+			if pair != nil && st.got > 0 {
 				if d := procsCPU(pair.procs) - cpu0; d > 0 {
 					cpu[c] = append(cpu[c], float64(d.Microseconds())/float64(st.got))
 				}
@@ -243,7 +251,7 @@ func runUDP(e *env, o options, res *Results) error {
 		}
 		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]),
 			newFigure("udp", name(c)+": CPU of the bench process (sender, receiver, echo) per echoed datagram", "µs", selfCPUPer[c]))
-		if c.kind == kindMcbn {
+		if pairs[c.kind] != nil {
 			fs = append(fs, newFigure("udp", name(c)+": CPU of both proxies per echoed datagram", "µs", cpu[c]))
 		}
 		for _, f := range fs {
@@ -252,13 +260,13 @@ func runUDP(e *env, o options, res *Results) error {
 			}
 			res.add(f)
 		}
-		if c.kind == kindMcbn {
+		if pairs[c.kind] != nil {
 			d := key{kindDirect, c.size, c.rate}
-			res.addRatio("udp", fmt.Sprintf("ratio mcbn/direct, %d B, %s: delivered", c.size, mode(c)),
+			res.addRatio("udp", fmt.Sprintf("ratio %s/direct, %d B, %s: delivered", c.kind, c.size, mode(c)),
 				name(c)+": delivered", name(d)+": delivered")
 		}
 	}
-	if o.has(kindMcbn) {
+	if pair := pairs[kindMcbn]; pair != nil {
 		runUDPOverload(o, res, pair)
 		// A fresh pair: the cases above left sessions open (each run is a
 		// new local socket), and with them 1,000 more would pass the

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -118,6 +119,9 @@ func serveProxy(mode proxy.Mode, vals map[string]string, stderr io.Writer, sig <
 		p.Close()
 		return err
 	}
+	// GOMAXPROCS is Go's default (the CPUs of the host, or of the cgroup's
+	// CPU limit) unless set in the environment; docs/proxy.md, "CPU".
+	log.Info("proxy running", "gomaxprocs", runtime.GOMAXPROCS(0), "cpus", runtime.NumCPU())
 	if started != nil {
 		started <- p
 	}

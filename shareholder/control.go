@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -27,7 +28,8 @@ import (
 // Why a Unix socket: it needs no PID file and no signal (a signal cannot
 // carry an answer), it is reachable only from this machine, and its file
 // mode (0600) limits it to the daemon's user and root, who could edit the
-// config anyway. A loopback HTTP endpoint would be open to every local user
+// config anyway. On Linux the daemon also checks each client's user
+// (SO_PEERCRED), which holds in the moment before the chmod too. A loopback HTTP endpoint would be open to every local user
 // and a status file would need a signal plus polling. The socket offers
 // only `reload` (what the watcher and SIGHUP do anyway) and `status`; the
 // answer holds no secret, only the consent state and the config's hash.
@@ -132,7 +134,9 @@ func (s *Server) startControl(cfg *Config) error {
 	}
 	// Only the daemon's user (and root): the socket reveals the consent
 	// state. The socket exists with the umask's mode for the moment before
-	// this chmod; what it offers is harmless, so the window is acceptable.
+	// this chmod; on Linux handleControl checks each client's user anyway,
+	// and elsewhere what the socket offers is harmless enough for that
+	// window.
 	if err := os.Chmod(path, 0o600); err != nil {
 		ln.Close()
 		return unavailable("chmod", err)
@@ -174,11 +178,39 @@ func (s *Server) serveControl(ln net.Listener) {
 	}
 }
 
+// peerUIDFunc reads a control client's user.
+type peerUIDFunc func(net.Conn) (uid int, known bool, err error)
+
+// controlPeerUID holds peerUID; tests replace it while daemons run.
+var controlPeerUID atomic.Pointer[peerUIDFunc]
+
+func init() {
+	f := peerUIDFunc(peerUID)
+	controlPeerUID.Store(&f)
+}
+
+// controlPeerAllowed: the daemon's own user and root, the users the
+// socket's mode (0600) admits. The mode applies only from the chmod that
+// follows the socket's creation, and only while nobody loosens it; the
+// peer's credentials are checked on every connection.
+func controlPeerAllowed(uid, self int) bool { return uid == self || uid == 0 }
+
 func (s *Server) handleControl(c net.Conn) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(controlTimeout))
 	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
 	if err != nil {
+		return
+	}
+	// Refused after reading the request, so that the client sees the
+	// connection closed without an answer rather than reset.
+	uid, known, err := (*controlPeerUID.Load())(c)
+	if err != nil {
+		s.log.Warn("control socket: refused a connection whose user could not be read", "err", err)
+		return
+	}
+	if known && !controlPeerAllowed(uid, os.Geteuid()) {
+		s.log.Warn("control socket: refused a connection from another user (only the daemon's user and root may use it)", "uid", uid)
 		return
 	}
 	var st ControlStatus

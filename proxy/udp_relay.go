@@ -83,8 +83,9 @@ func relayDatagrams(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn) {
 	last.Store(time.Now().UnixNano())
 	stopWatch := idleWatch(udpIdle(r.cfg), &last, func() {
 		r.log.Debug("session idle: closing", "peer", dc.RemoteAddr().String())
+		// The loop below ends on it, reads the backend socket's drops and
+		// only then closes that socket (closing it here lost them).
 		dc.Close()
-		backend.Close()
 	})
 	defer stopWatch()
 	done := make(chan struct{})

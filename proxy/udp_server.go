@@ -217,6 +217,10 @@ func (u *udpServerRoute) serve() {
 	}
 }
 
+// testBackendSocket, when a test sets it before the proxy starts, sees each
+// session's backend socket.
+var testBackendSocket func(*net.UDPConn)
+
 // handle runs one established session (the listener did the handshake).
 func (u *udpServerRoute) handle(dc *tlspsk.DTLSConn) {
 	defer dc.Close()
@@ -240,6 +244,9 @@ func (u *udpServerRoute) handle(dc *tlspsk.DTLSConn) {
 	}
 	backend := bc.(*net.UDPConn)
 	sizeSocketBuffers(backend)
+	if testBackendSocket != nil {
+		testBackendSocket(backend)
+	}
 	u.log.Debug("session open", "peer", peer, "identity", shortIdentity(st.PSKIdentity), "suite", tlspsk.DTLSCipherSuiteName(st.CipherSuite))
 	defer u.epochOpened(st.PSKIdentity, dc)() // with epochs: per-epoch count and consent-loss close
 	relayDatagrams(u.route, dc, backend)

@@ -70,3 +70,63 @@ func TestUDPSessionSocketDrops(t *testing.T) {
 		return gathered(t, client)["mcbn_proxy_udp_dropped_datagrams_total"]["reason=socket_buffer,route=dns"] >= float64(seen)
 	})
 }
+
+// TestUDPServerIdleSessionBackendDrops: what the kernel dropped on a server
+// session's backend socket is counted as socket_buffer when the session
+// ends by idling. (The idle path used to close that socket itself, racing
+// the read of its drops; the read usually won, while the DTLS close ran, so
+// this test passed before the fix too: it guards the behaviour, the fix
+// makes it certain.)
+func TestUDPServerIdleSessionBackendDrops(t *testing.T) {
+	sockets := make(chan *net.UDPConn, 4)
+	testBackendSocket = func(c *net.UDPConn) { sockets <- c }
+	t.Cleanup(func() { testBackendSocket = nil })
+	idle := Duration(time.Second)
+	client, server := udpPair(t, randomKey(t), udpEcho(t).String(), func(_, s *Route) {
+		s.Timeouts.Idle = &idle // the client's stays long: the server's idle path ends the session
+	})
+	c, err := net.Dial("udp", client.url("dns"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	for deadline := time.Now().Add(10 * time.Second); ; { // until the session echoes
+		if time.Now().After(deadline) {
+			t.Fatal("no echo through the pair")
+		}
+		c.Write([]byte("hello"))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "hello" {
+			break
+		}
+	}
+	var backend *net.UDPConn
+	select {
+	case backend = <-sockets:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no backend socket seen")
+	}
+	if _, ok := socketDrops(backend); !ok {
+		t.Skip("this platform does not report socket drops")
+	}
+	// Make the kernel drop echoes on the backend socket: shrink its buffer
+	// to the minimum and send bursts.
+	backend.SetReadBuffer(1)
+	msg := make([]byte, 1200)
+	var seen uint64
+	for burst := 0; burst < 20 && seen == 0; burst++ {
+		for i := 0; i < 500; i++ {
+			c.Write(msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+		seen, _ = socketDrops(backend)
+	}
+	if seen == 0 {
+		t.Fatal("no drop on a minimum-size backend socket after 10,000 datagrams: the test proves nothing")
+	}
+	// Nothing more is sent: the session idles out on the server.
+	waitFor(t, 15*time.Second, "the idle session's backend drops counted", func() bool {
+		return gathered(t, server)["mcbn_proxy_udp_dropped_datagrams_total"]["reason=socket_buffer,route=dns"] >= float64(seen)
+	})
+}

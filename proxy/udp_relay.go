@@ -84,7 +84,7 @@ func relayDatagrams(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn) {
 	stopWatch := idleWatch(udpIdle(r.cfg), &last, func() {
 		r.log.Debug("session idle: closing", "peer", dc.RemoteAddr().String())
 		// The loop below ends on it, reads the backend socket's drops and
-		// only then closes that socket (closing it here lost them).
+		// only then closes that socket (closing it here raced that read).
 		dc.Close()
 	})
 	defer stopWatch()

@@ -29,10 +29,11 @@ import (
 // carry an answer), it is reachable only from this machine, and its file
 // mode (0600) limits it to the daemon's user and root, who could edit the
 // config anyway. On Linux the daemon also checks each client's user
-// (SO_PEERCRED), which holds in the moment before the chmod too. A loopback HTTP endpoint would be open to every local user
-// and a status file would need a signal plus polling. The socket offers
-// only `reload` (what the watcher and SIGHUP do anyway) and `status`; the
-// answer holds no secret, only the consent state and the config's hash.
+// (SO_PEERCRED), which holds in the moment before the chmod too. A loopback
+// HTTP endpoint would be open to every local user and a status file would
+// need a signal plus polling. The socket offers only `reload` (what the
+// watcher and SIGHUP do anyway) and `status`; the answer holds no secret,
+// only the consent state and the config's hash.
 //
 // Protocol: the client sends one line, "reload" or "status"; the daemon
 // answers one JSON line (ControlStatus) and closes.

@@ -2,8 +2,10 @@ package demo
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -55,10 +57,18 @@ func readAudit(dir, name string) (*auditCount, error) {
 	}
 	defer f.Close()
 	c := &auditCount{partials: map[uint64]int{}, kinds: map[string]bool{}}
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 16<<10), 16<<10)
-	for sc.Scan() {
-		r, _, err := shareholder.ParseAuditLine(sc.Bytes())
+	br := bufio.NewReader(f)
+	for {
+		line, err := br.ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			// A last line without its newline is still being written (the
+			// daemons run while the demo reads): it is not counted.
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		r, _, err := shareholder.ParseAuditLine(bytes.TrimSuffix(line, []byte("\n")))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", path, err)
 		}
@@ -87,7 +97,7 @@ func readAudit(dir, name string) (*auditCount, error) {
 			}
 		}
 	}
-	return c, sc.Err()
+	return c, nil
 }
 
 // auditStep reads every daemon's audit log and checks it tells the

@@ -198,13 +198,8 @@ func controlPeerAllowed(uid, self int) bool { return uid == self || uid == 0 }
 
 func (s *Server) handleControl(c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(controlTimeout))
-	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
-	if err != nil {
-		return
-	}
-	// Refused after reading the request, so that the client sees the
-	// connection closed without an answer rather than reset.
+	// Checked before anything is read, so that another user neither is
+	// read from nor holds one of the few connection slots for the timeout.
 	uid, known, err := (*controlPeerUID.Load())(c)
 	if err != nil {
 		s.log.Warn("control socket: refused a connection whose user could not be read", "err", err)
@@ -212,6 +207,11 @@ func (s *Server) handleControl(c net.Conn) {
 	}
 	if known && !controlPeerAllowed(uid, os.Geteuid()) {
 		s.log.Warn("control socket: refused a connection from another user (only the daemon's user and root may use it)", "uid", uid)
+		return
+	}
+	c.SetDeadline(time.Now().Add(controlTimeout))
+	line, err := bufio.NewReader(io.LimitReader(c, 64)).ReadString('\n')
+	if err != nil {
 		return
 	}
 	var st ControlStatus

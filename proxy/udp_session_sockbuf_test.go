@@ -13,20 +13,7 @@ import (
 // kernel drops on it is counted as socket_buffer when the session ends.
 func TestUDPSessionSocketDrops(t *testing.T) {
 	client, _ := udpPair(t, randomKey(t), udpEcho(t).String(), nil)
-	c, err := net.Dial("udp", client.url("dns"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 2048)
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	for { // until the session is up and echoes
-		c.Write([]byte("hello"))
-		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "hello" {
-			break
-		}
-	}
+	c := dialEchoing(t, client.url("dns"))
 	u := client.routes[0].(*udpClientRoute)
 	u.mu.Lock()
 	var s *udpClientSession
@@ -50,21 +37,8 @@ func TestUDPSessionSocketDrops(t *testing.T) {
 	if _, ok := socketDrops(tunnel); !ok {
 		t.Skip("this platform does not report socket drops")
 	}
-	// Make the kernel drop replies on the tunnel socket: shrink its buffer
-	// to the minimum and send bursts (the echoes come back in GSO runs).
-	tunnel.SetReadBuffer(1)
-	msg := make([]byte, 1200)
-	var seen uint64
-	for burst := 0; burst < 20 && seen == 0; burst++ {
-		for i := 0; i < 500; i++ {
-			c.Write(msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-		seen, _ = socketDrops(tunnel)
-	}
-	if seen == 0 {
-		t.Fatal("no drop on a minimum-size tunnel socket after 10,000 datagrams: the test proves nothing")
-	}
+	// The echoes come back to the tunnel socket in GSO runs.
+	seen := burstUntilDrops(t, c, tunnel, "tunnel")
 	s.Close() // the path an idle timeout or an error takes
 	waitFor(t, 10*time.Second, "socket_buffer drops counted", func() bool {
 		return gathered(t, client)["mcbn_proxy_udp_dropped_datagrams_total"]["reason=socket_buffer,route=dns"] >= float64(seen)
@@ -85,22 +59,7 @@ func TestUDPServerIdleSessionBackendDrops(t *testing.T) {
 	client, server := udpPair(t, randomKey(t), udpEcho(t).String(), func(_, s *Route) {
 		s.Timeouts.Idle = &idle // the client's stays long: the server's idle path ends the session
 	})
-	c, err := net.Dial("udp", client.url("dns"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	buf := make([]byte, 2048)
-	for deadline := time.Now().Add(10 * time.Second); ; { // until the session echoes
-		if time.Now().After(deadline) {
-			t.Fatal("no echo through the pair")
-		}
-		c.Write([]byte("hello"))
-		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "hello" {
-			break
-		}
-	}
+	c := dialEchoing(t, client.url("dns"))
 	var backend *net.UDPConn
 	select {
 	case backend = <-sockets:
@@ -110,23 +69,51 @@ func TestUDPServerIdleSessionBackendDrops(t *testing.T) {
 	if _, ok := socketDrops(backend); !ok {
 		t.Skip("this platform does not report socket drops")
 	}
-	// Make the kernel drop echoes on the backend socket: shrink its buffer
-	// to the minimum and send bursts.
-	backend.SetReadBuffer(1)
-	msg := make([]byte, 1200)
-	var seen uint64
-	for burst := 0; burst < 20 && seen == 0; burst++ {
-		for i := 0; i < 500; i++ {
-			c.Write(msg)
-		}
-		time.Sleep(50 * time.Millisecond)
-		seen, _ = socketDrops(backend)
-	}
-	if seen == 0 {
-		t.Fatal("no drop on a minimum-size backend socket after 10,000 datagrams: the test proves nothing")
-	}
+	seen := burstUntilDrops(t, c, backend, "backend")
 	// Nothing more is sent: the session idles out on the server.
 	waitFor(t, 15*time.Second, "the idle session's backend drops counted", func() bool {
 		return gathered(t, server)["mcbn_proxy_udp_dropped_datagrams_total"]["reason=socket_buffer,route=dns"] >= float64(seen)
 	})
+}
+
+// dialEchoing dials the client route at addr and returns once a datagram
+// comes back through the pair (the session is up).
+func dialEchoing(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	buf := make([]byte, 2048)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		c.Write([]byte("hello"))
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil && string(buf[:n]) == "hello" {
+			c.SetReadDeadline(time.Time{})
+			return c
+		}
+	}
+	t.Fatal("no echo through the pair")
+	return nil
+}
+
+// burstUntilDrops makes the kernel drop datagrams on sock (the session's
+// socket named by what): it shrinks sock's receive buffer to the minimum
+// and sends bursts of echoed datagrams through c until sock reports drops.
+func burstUntilDrops(t *testing.T, c net.Conn, sock *net.UDPConn, what string) uint64 {
+	t.Helper()
+	sock.SetReadBuffer(1)
+	msg := make([]byte, 1200)
+	for burst := 0; burst < 20; burst++ {
+		for i := 0; i < 500; i++ {
+			c.Write(msg)
+		}
+		time.Sleep(50 * time.Millisecond) // the echoes arrive; drops are what the kernel counted by then
+		if seen, _ := socketDrops(sock); seen > 0 {
+			return seen
+		}
+	}
+	t.Fatalf("no drop on a minimum-size %s socket after 10,000 datagrams: the test proves nothing", what)
+	return 0
 }

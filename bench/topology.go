@@ -94,6 +94,34 @@ func (e *env) startSocat(backend string) (*relay, error) {
 		command{"socat client side", "socat", []string{fmt.Sprintf("TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork", ports[0]), "TCP:" + loop(ports[1])}})
 }
 
+// startSocatUDP: the same topology for datagrams, without crypto: socat
+// client side -> socat server side -> the UDP echo backend. socat's
+// UDP4-LISTEN with fork gives each peer a child process that relays
+// both ways, one datagram per read and write; both sockets get the 4 MiB
+// receive buffer the proxies ask for. It is a plain relay pair without
+// crypto on the same cores, measured beside the DTLS pair.
+func (e *env) startSocatUDP(backend string) (*relay, error) {
+	ports, err := freePorts("udp", 2)
+	if err != nil {
+		return nil, err
+	}
+	listen := func(port int) string {
+		return fmt.Sprintf("UDP4-LISTEN:%d,bind=127.0.0.1,reuseaddr,fork,rcvbuf=%d", port, udpSockBuf)
+	}
+	to := func(addr string) string { return fmt.Sprintf("UDP4:%s,rcvbuf=%d", addr, udpSockBuf) }
+	srv, err := startProc("socat udp server side", "socat", "-T", "30", listen(ports[1]), to(backend))
+	if err != nil {
+		return nil, err
+	}
+	cli, err := startProc("socat udp client side", "socat", "-T", "30", listen(ports[0]), to(loop(ports[1])))
+	if err != nil {
+		srv.stop()
+		return nil, err
+	}
+	time.Sleep(200 * time.Millisecond) // no listener to wait for; udpRun's warm-up retries
+	return &relay{kind: kindSocat, addr: loop(ports[0]), procs: []*proc{cli, srv}}, nil
+}
+
 // command is a process to start: a name for the logs, the binary, its
 // arguments.
 type command struct {

@@ -172,6 +172,16 @@ func runUDP(e *env, o options, res *Results) error {
 	targets := map[string]string{kindDirect: echo.addr()}
 	kinds := []string{kindDirect}
 	pairs := map[string]*relay{}
+	if o.has(kindSocat) {
+		if r, err := e.startSocatUDP(echo.addr()); err != nil {
+			logf("udp: socat relay pair: %v", err)
+		} else {
+			defer r.stop()
+			pairs[kindSocat] = r
+			targets[kindSocat] = r.addr
+			kinds = append(kinds, kindSocat)
+		}
+	}
 	for _, k := range []string{kindMcbn, kindMcbn1CPU} {
 		if !o.has(k) {
 			continue
@@ -216,10 +226,17 @@ func runUDP(e *env, o options, res *Results) error {
 		for _, c := range cases {
 			var cpu0 time.Duration
 			pair := pairs[c.kind]
-			if pair != nil {
+			// socat's per-peer children are not in pair.procs, and their CPU
+			// reaches the parent only as they exit: no CPU figure for it.
+			cpuOK := pair != nil && c.kind != kindSocat
+			if cpuOK {
 				cpu0 = procsCPU(pair.procs)
 			}
 			self0 := selfCPU()
+			var drops0 map[string]float64
+			if pair != nil && c.kind != kindSocat {
+				drops0 = pairDrops(pair)
+			}
 			st, err := udpRun(targets[c.kind], c.size, o.udpDur, c.rate, 5_000_000)
 			if err != nil {
 				errs[c] = err.Error()
@@ -227,6 +244,11 @@ func runUDP(e *env, o options, res *Results) error {
 				continue
 			}
 			logf("udp %s run %d: offered %.0f/s delivered %.0f/s loss %.2f%%", name(c), run+1, st.offered, st.delivered, st.loss)
+			if drops0 != nil {
+				if n, parts := dropDelta(drops0, pairDrops(pair)); n > 0 {
+					logf("udp %s run %d: drops counted by the proxies: %s", name(c), run+1, parts)
+				}
+			}
 			deliv[c] = append(deliv[c], st.delivered)
 			loss[c] = append(loss[c], st.loss)
 			offered[c] = append(offered[c], st.offered)
@@ -236,7 +258,7 @@ func runUDP(e *env, o options, res *Results) error {
 			if d := selfCPU() - self0; d > 0 && st.got > 0 {
 				selfCPUPer[c] = append(selfCPUPer[c], float64(d.Microseconds())/float64(st.got))
 			}
-			if pair != nil && st.got > 0 {
+			if cpuOK && st.got > 0 {
 				if d := procsCPU(pair.procs) - cpu0; d > 0 {
 					cpu[c] = append(cpu[c], float64(d.Microseconds())/float64(st.got))
 				}
@@ -251,7 +273,7 @@ func runUDP(e *env, o options, res *Results) error {
 		}
 		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]),
 			newFigure("udp", name(c)+": CPU of the bench process (sender, receiver, echo) per echoed datagram", "µs", selfCPUPer[c]))
-		if pairs[c.kind] != nil {
+		if pairs[c.kind] != nil && c.kind != kindSocat {
 			fs = append(fs, newFigure("udp", name(c)+": CPU of both proxies per echoed datagram", "µs", cpu[c]))
 		}
 		for _, f := range fs {

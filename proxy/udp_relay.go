@@ -95,8 +95,10 @@ func relayDatagrams(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn) {
 	}()
 	// tunnel -> backend: every datagram the listener has queued for the
 	// session, opened in place, then one sendmmsg on the backend socket.
-	msgs := make([]tlspsk.UDPMsg, udpSessionBatchLen)
-	out := tlspsk.NewUDPBatch(backend, udpSessionBatchLen, 0, true)
+	// A full batch (udpBatchLen) costs no memory here: the datagrams are
+	// views into the listener's queue buffers, and out sends only.
+	msgs := make([]tlspsk.UDPMsg, udpBatchLen)
+	out := tlspsk.NewUDPBatch(backend, udpBatchLen, 0, true)
 	if udpOffload {
 		// Runs of equal datagrams leave as one GSO message; the backend
 		// needs nothing (the kernel splits the run before its socket,

@@ -32,6 +32,7 @@ type batchSys struct {
 	sk              *sendHeaders
 	rn, sn, k       int
 	rerrno, serrno  syscall.Errno
+	waited          bool // Recv found the socket empty and parked
 }
 
 // recvHeaders are a kit's recvmmsg headers, pointing into its buffer,
@@ -90,6 +91,19 @@ func (s *batchSys) init(b *UDPBatch) {
 	s.readFn, s.writeFn = s.recvmmsg, s.sendmmsg
 }
 
+// The batch's system calls are raw: they do not tell the Go scheduler
+// that a system call is under way. The sockets are non-blocking (the
+// netpoller does the waiting), so each call is bounded CPU work in the
+// kernel: at most 32 datagrams sent, or 16 coalesced 64 KiB runs read.
+// Announced calls (syscall.Syscall6) let sysmon take the goroutine's P
+// while the call runs and hand it to another thread, which on a busy
+// machine is thread churn per batch: measured, the pair spent more CPU per
+// datagram with them (docs/udp.md, "Raw system calls"). A raw call keeps
+// its P, so after each call that did not park, the goroutine yields it
+// (yield): a loop that always finds data must not keep the other
+// goroutines of its P waiting until the 10 ms preemption.
+func yield() { runtime.Gosched() }
+
 // Recv waits for at least one datagram and reads up to Len of them
 // (with GRO, each may be a coalesced run, split into Msgs entries).
 func (b *UDPBatch) Recv() (int, error) {
@@ -97,9 +111,12 @@ func (b *UDPBatch) Recv() (int, error) {
 	if s.rc == nil || b.slot <= 0 {
 		return 0, syscall.EINVAL
 	}
-	s.rn, s.rerrno = 0, 0
+	s.rn, s.rerrno, s.waited = 0, 0, false
 	err := s.rc.Read(s.readFn)
 	n, errno := s.rn, s.rerrno
+	if !s.waited {
+		yield()
+	}
 	if err != nil {
 		b.Release()
 		return 0, err
@@ -177,13 +194,14 @@ func (s *batchSys) recvmmsg(fd uintptr) bool {
 		}
 	}
 	for {
-		x, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rh[0])), uintptr(len(r.rh)), 0, 0, 0)
+		x, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&r.rh[0])), uintptr(len(r.rh)), 0, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
 			// Nothing waiting: an idle pooled batch holds no buffers
 			// while the netpoller waits.
+			s.waited = true
 			b.Release()
 			return false
 		}
@@ -195,7 +213,7 @@ func (s *batchSys) recvmmsg(fd uintptr) bool {
 // sendmmsg is Send's RawConn callback: the first s.k headers of s.sk.
 func (s *batchSys) sendmmsg(fd uintptr) bool {
 	for {
-		x, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.sk.sh[0])), uintptr(s.k), 0, 0, 0)
+		x, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.sk.sh[0])), uintptr(s.k), 0, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue
@@ -257,6 +275,7 @@ func (b *UDPBatch) Send(ms []UDPMsg) (int, error) {
 	clear(h.siov[:]) // keep no caller buffer alive
 	s.sk = nil
 	sendHeaderPool.Put(h)
+	yield()
 	return sent, err
 }
 

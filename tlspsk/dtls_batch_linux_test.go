@@ -3,8 +3,12 @@
 package tlspsk
 
 import (
+	"net"
 	"net/netip"
+	"runtime"
+	"sync/atomic"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -48,4 +52,55 @@ func FuzzDecodeSockaddr(f *testing.F) {
 			t.Fatalf("%v re-encoded decodes to %v", ap, got)
 		}
 	})
+}
+
+// The batch's system calls are raw (they keep the goroutine's P), so a
+// loop that always finds data must yield after each Recv, or the other
+// goroutines of its P wait until the 10 ms preemption. With one P: a
+// reader drains a socket full of datagrams, and a goroutine it wakes after
+// its first Recv must run before the socket is empty.
+func TestUDPBatchRecvYields(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	rx.SetReadBuffer(1 << 20)
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	const total = 256
+	for i := 0; i < total; i++ {
+		if _, err := tx.Write(make([]byte, 64)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := NewUDPBatch(rx, 8, UDPPlainSlot, false)
+	defer b.Release()
+	var got atomic.Int64
+	woken := make(chan struct{})
+	atWake := make(chan int64, 1)
+	go func() {
+		<-woken
+		atWake <- got.Load()
+	}()
+	rx.SetReadDeadline(time.Now().Add(2 * time.Second))
+	for first := true; got.Load() < total; first = false {
+		n, err := b.Recv()
+		if err != nil {
+			t.Fatalf("after %d of %d datagrams: %v", got.Load(), total, err)
+		}
+		got.Add(int64(n))
+		if first {
+			close(woken)
+		}
+	}
+	if at := <-atWake; at >= total {
+		t.Fatalf("the woken goroutine ran only after the reader had drained all %d datagrams: Recv does not yield", total)
+	} else {
+		t.Logf("the woken goroutine ran after %d of %d datagrams", at, total)
+	}
 }

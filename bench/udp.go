@@ -173,14 +173,14 @@ func runUDP(e *env, o options, res *Results) error {
 	kinds := []string{kindDirect}
 	pairs := map[string]*relay{}
 	if o.has(kindSocat) {
-		if r, err := e.startSocatUDP(echo.addr()); err != nil {
-			logf("udp: socat relay pair: %v", err)
-		} else {
-			defer r.stop()
-			pairs[kindSocat] = r
-			targets[kindSocat] = r.addr
-			kinds = append(kinds, kindSocat)
+		r, err := e.startSocatUDP(echo.addr())
+		if err != nil {
+			return fmt.Errorf("socat UDP relay pair: %w", err)
 		}
+		defer r.stop()
+		pairs[kindSocat] = r
+		targets[kindSocat] = r.addr
+		kinds = append(kinds, kindSocat)
 	}
 	for _, k := range []string{kindMcbn, kindMcbn1CPU} {
 		if !o.has(k) {

@@ -229,14 +229,14 @@ func runUDP(e *env, o options, res *Results) error {
 			// socat's per-peer children are not in pair.procs, and their CPU
 			// reaches the parent only as they exit: no CPU figure for it.
 			cpuOK := pair != nil && c.kind != kindSocat
+			// The drops are scraped outside the CPU readings, so that
+			// serving /metrics is not counted as datagram work.
+			var drops0 map[string]float64
 			if cpuOK {
+				drops0 = pairDrops(pair)
 				cpu0 = procsCPU(pair.procs)
 			}
 			self0 := selfCPU()
-			var drops0 map[string]float64
-			if pair != nil && c.kind != kindSocat {
-				drops0 = pairDrops(pair)
-			}
 			st, err := udpRun(targets[c.kind], c.size, o.udpDur, c.rate, 5_000_000)
 			if err != nil {
 				errs[c] = err.Error()
@@ -244,11 +244,6 @@ func runUDP(e *env, o options, res *Results) error {
 				continue
 			}
 			logf("udp %s run %d: offered %.0f/s delivered %.0f/s loss %.2f%%", name(c), run+1, st.offered, st.delivered, st.loss)
-			if drops0 != nil {
-				if n, parts := dropDelta(drops0, pairDrops(pair)); n > 0 {
-					logf("udp %s run %d: drops counted by the proxies: %s", name(c), run+1, parts)
-				}
-			}
 			deliv[c] = append(deliv[c], st.delivered)
 			loss[c] = append(loss[c], st.loss)
 			offered[c] = append(offered[c], st.offered)
@@ -261,6 +256,11 @@ func runUDP(e *env, o options, res *Results) error {
 			if cpuOK && st.got > 0 {
 				if d := procsCPU(pair.procs) - cpu0; d > 0 {
 					cpu[c] = append(cpu[c], float64(d.Microseconds())/float64(st.got))
+				}
+			}
+			if drops0 != nil {
+				if n, parts := dropDelta(drops0, pairDrops(pair)); n > 0 {
+					logf("udp %s run %d: drops counted by the proxies: %s", name(c), run+1, parts)
 				}
 			}
 		}

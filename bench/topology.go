@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -118,8 +119,40 @@ func (e *env) startSocatUDP(backend string) (*relay, error) {
 		srv.stop()
 		return nil, err
 	}
-	time.Sleep(200 * time.Millisecond) // no listener to wait for; udpRun's warm-up retries
-	return &relay{kind: kindSocat, addr: loop(ports[0]), procs: []*proc{cli, srv}}, nil
+	r := &relay{kind: kindSocat, addr: loop(ports[0]), procs: []*proc{cli, srv}}
+	for i, p := range r.procs {
+		if err := waitUDPBound(ports[i], 10*time.Second, p); err != nil {
+			r.stop()
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// waitUDPBound waits until a UDP socket is bound to port on this host
+// (read from /proc/net/udp: probing by binding the port could take it
+// from the process that is about to), or p exits.
+func waitUDPBound(port int, d time.Duration, p *proc) error {
+	want := fmt.Sprintf(":%04X ", port)
+	deadline := time.Now().Add(d)
+	for {
+		b, err := os.ReadFile("/proc/net/udp")
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(string(b), "\n")[1:] {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasSuffix(f[1]+" ", want) {
+				return nil
+			}
+		}
+		if p.exited() {
+			return fmt.Errorf("%s exited before binding UDP port %d", p.describe(), port)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing bound UDP port %d after %v: %s", port, d, p.describe())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // command is a process to start: a name for the logs, the binary, its

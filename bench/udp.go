@@ -163,6 +163,11 @@ func udpRun(addr string, size int, d time.Duration, rate, maxN int) (udpStats, e
 
 func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
 
+// isMcbnPair: the pairs whose processes the bench can read (CPU, drop
+// metrics). socat's per-peer children are not in its relay's procs, and
+// their CPU reaches the parent only as they exit: no CPU figure for socat.
+func isMcbnPair(kind string) bool { return kind == kindMcbn || kind == kindMcbn1CPU }
+
 func runUDP(e *env, o options, res *Results) error {
 	echo, err := startUDPEcho()
 	if err != nil {
@@ -226,13 +231,10 @@ func runUDP(e *env, o options, res *Results) error {
 		for _, c := range cases {
 			var cpu0 time.Duration
 			pair := pairs[c.kind]
-			// socat's per-peer children are not in pair.procs, and their CPU
-			// reaches the parent only as they exit: no CPU figure for it.
-			cpuOK := pair != nil && c.kind != kindSocat
 			// The drops are scraped outside the CPU readings, so that
 			// serving /metrics is not counted as datagram work.
 			var drops0 map[string]float64
-			if cpuOK {
+			if isMcbnPair(c.kind) {
 				drops0 = pairDrops(pair)
 				cpu0 = procsCPU(pair.procs)
 			}
@@ -253,7 +255,7 @@ func runUDP(e *env, o options, res *Results) error {
 			if d := selfCPU() - self0; d > 0 && st.got > 0 {
 				selfCPUPer[c] = append(selfCPUPer[c], float64(d.Microseconds())/float64(st.got))
 			}
-			if cpuOK && st.got > 0 {
+			if isMcbnPair(c.kind) && st.got > 0 {
 				if d := procsCPU(pair.procs) - cpu0; d > 0 {
 					cpu[c] = append(cpu[c], float64(d.Microseconds())/float64(st.got))
 				}
@@ -273,7 +275,7 @@ func runUDP(e *env, o options, res *Results) error {
 		}
 		fs = append(fs, newFigure("udp", name(c)+": loss", "%", loss[c]),
 			newFigure("udp", name(c)+": CPU of the bench process (sender, receiver, echo) per echoed datagram", "µs", selfCPUPer[c]))
-		if pairs[c.kind] != nil && c.kind != kindSocat {
+		if isMcbnPair(c.kind) {
 			fs = append(fs, newFigure("udp", name(c)+": CPU of both proxies per echoed datagram", "µs", cpu[c]))
 		}
 		for _, f := range fs {

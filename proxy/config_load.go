@@ -197,7 +197,7 @@ var routeFields = []field{
 			r.TLS.RequireForwardSecrecy = b
 			return err
 		}, pinned: pinTLS},
-	{flag: "dtls-cipher-suites", key: "dtls.cipher_suites", usage: "comma-separated DTLS suites (default ECDHE-PSK-CHACHA20-POLY1305,PSK-AES128-GCM-SHA256,PSK-AES128-CCM8,PSK-AES128-CCM)",
+	{flag: "dtls-cipher-suites", key: "dtls.cipher_suites", usage: "comma-separated DTLS suites (default " + strings.Join(defaultDTLSSuiteNames(), ",") + ")",
 		set: func(_ *Config, r *Route, v string) error { r.DTLS.CipherSuites = parseList(v); return nil }, pinned: pinDTLS},
 	{flag: "dtls-connection-id", key: "dtls.connection_id", bool: true, usage: "use DTLS connection IDs, RFC 9146 (default true)",
 		set: func(_ *Config, r *Route, v string) error {

@@ -2,18 +2,34 @@ package proxy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/mcbn/mcbn/tlspsk"
 )
 
-// defaultDTLSSuiteNames: ECDHE-PSK (forward secrecy) first, then the plain
-// PSK AEAD suites OpenSSL's -dtls1_2 peers commonly ask for.
-var defaultDTLSSuiteNames = []string{
-	"ECDHE-PSK-CHACHA20-POLY1305",
-	"PSK-AES128-GCM-SHA256",
-	"PSK-AES128-CCM8",
-	"PSK-AES128-CCM",
+// proxyDTLSSuites are the suites a UDP route allows by default: both
+// ECDHE-PSK suites (forward secrecy), then the plain PSK AEAD suites
+// OpenSSL's -dtls1_2 peers commonly ask for.
+var proxyDTLSSuites = []uint16{
+	tlspsk.TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
+	tlspsk.TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+	tlspsk.TLS_PSK_WITH_AES_128_GCM_SHA256,
+	tlspsk.TLS_PSK_WITH_AES_128_CCM_8,
+	tlspsk.TLS_PSK_WITH_AES_128_CCM,
+}
+
+// defaultDTLSSuiteNames are proxyDTLSSuites in tlspsk's default order:
+// ECDHE-PSK first, and of its two suites the faster on this CPU first
+// (AES-128-GCM where the CPU accelerates it, docs/udp.md "The cipher").
+func defaultDTLSSuiteNames() []string {
+	var out []string
+	for _, id := range tlspsk.DefaultDTLSCipherSuites() {
+		if slices.Contains(proxyDTLSSuites, id) {
+			out = append(out, tlspsk.DTLSCipherSuiteName(id))
+		}
+	}
+	return out
 }
 
 // removedDTLSSuites are the CBC suites pion offered, by OpenSSL and IANA
@@ -32,7 +48,7 @@ var removedDTLSSuites = map[string]bool{
 // tlspsk suite IDs; nothing means the defaults.
 func dtlsSuites(names []string) ([]uint16, error) {
 	if len(names) == 0 {
-		names = defaultDTLSSuiteNames
+		names = defaultDTLSSuiteNames()
 	}
 	var out []uint16
 	for _, n := range names {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mcbn/mcbn/tlspsk"
 )
 
 // A route pair held to TLS 1.2 carries a megabyte each way intact, over
@@ -15,7 +17,7 @@ func TestTCPRoutesAtTLS12(t *testing.T) {
 	for _, c := range []struct {
 		name, suite, logSuite string
 	}{
-		{"default", "", "ECDHE-PSK-CHACHA20-POLY1305"},
+		{"default", "", tlspsk.CipherSuiteName(tlspsk.DefaultCipherSuites12()[0])},
 		{"plain", "PSK-AES128-GCM-SHA256", "PSK-AES128-GCM-SHA256"},
 	} {
 		t.Run(c.name, func(t *testing.T) {

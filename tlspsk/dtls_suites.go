@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
+	"slices"
 	"strings"
 )
 
@@ -39,17 +40,22 @@ var dtlsCCMSuites = []*cipherSuite{
 	{id: TLS_PSK_WITH_AES_256_CCM_8, name: "PSK-AES256-CCM8", iana: "TLS_PSK_WITH_AES_256_CCM_8", hash: crypto.SHA256, keyLen: 32, newAEAD: newCCM8, impl: true},
 }
 
-// defaultDTLSSuites: ECDHE_PSK (forward secrecy) first, then plain PSK
-// with AES-128-GCM, ChaCha20-Poly1305 and the CCM suites that constrained
-// peers (and OpenSSL's -cipher PSK-AES128-CCM8) use.
-var defaultDTLSSuites = []uint16{
-	TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256,
+// defaultDTLSSuites: ECDHE_PSK (forward secrecy) first, in the order of
+// ecdhePSKDefaults, then plain PSK with AES-128-GCM, ChaCha20-Poly1305 and
+// the CCM suites that constrained peers (and OpenSSL's -cipher
+// PSK-AES128-CCM8) use.
+var defaultDTLSSuites = append(ecdhePSKDefaults(hasFastAESGCM),
 	TLS_PSK_WITH_AES_128_GCM_SHA256,
 	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256,
 	TLS_PSK_WITH_AES_128_CCM,
 	TLS_PSK_WITH_AES_128_CCM_8,
 	TLS_PSK_WITH_AES_256_GCM_SHA384,
-}
+)
+
+// DefaultDTLSCipherSuites returns the DTLS 1.2 suites a DTLSConfig without
+// CipherSuites allows, in preference order: which ECDHE_PSK suite comes
+// first depends on the CPU (AES-128-GCM where it is accelerated).
+func DefaultDTLSCipherSuites() []uint16 { return slices.Clone(defaultDTLSSuites) }
 
 // dtlsSuiteByID returns a DTLS 1.2 suite: a TLS 1.2 AEAD suite or a CCM one.
 func dtlsSuiteByID(id uint16) *cipherSuite {

@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var suites12 = []uint16{TLS_PSK_WITH_AES_128_GCM_SHA256, TLS_PSK_WITH_AES_256_GCM_SHA384,
+var suites12 = []uint16{TLS_PSK_WITH_AES_128_GCM_SHA256, TLS_PSK_WITH_AES_256_GCM_SHA384, TLS_ECDHE_PSK_WITH_AES_128_GCM_SHA256,
 	TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256}
 
 // Our client and server over TLS 1.2, every suite (and both groups for
@@ -69,6 +69,7 @@ func TestTLS12PlainNoHint(t *testing.T) {
 }
 
 func TestTLS12VersionNegotiation(t *testing.T) {
+	def12 := DefaultCipherSuites12()[0] // ECDHE_PSK, AES-128-GCM or ChaCha20 by CPU
 	for _, tc := range []struct {
 		name   string
 		cc, sc *Config
@@ -76,10 +77,10 @@ func TestTLS12VersionNegotiation(t *testing.T) {
 		suite  uint16
 	}{
 		{"both_default", &Config{Key: testKey}, &Config{Key: testKey}, VersionTLS13, TLS_AES_128_GCM_SHA256},
-		{"client_1.2_only", &Config{Key: testKey, MaxVersion: VersionTLS12}, &Config{Key: testKey}, VersionTLS12, TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256},
-		{"server_1.2_only", &Config{Key: testKey}, &Config{Key: testKey, MaxVersion: VersionTLS12}, VersionTLS12, TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256},
+		{"client_1.2_only", &Config{Key: testKey, MaxVersion: VersionTLS12}, &Config{Key: testKey}, VersionTLS12, def12},
+		{"server_1.2_only", &Config{Key: testKey}, &Config{Key: testKey, MaxVersion: VersionTLS12}, VersionTLS12, def12},
 		{"client_1.2_suites_only", &Config{Key: testKey, CipherSuites: []uint16{TLS_PSK_WITH_CHACHA20_POLY1305_SHA256}}, &Config{Key: testKey}, VersionTLS12, TLS_PSK_WITH_CHACHA20_POLY1305_SHA256},
-		{"client_allows_plain", &Config{Key: testKey, MaxVersion: VersionTLS12, AllowPSKOnly: true}, &Config{Key: testKey}, VersionTLS12, TLS_ECDHE_PSK_WITH_CHACHA20_POLY1305_SHA256},
+		{"client_allows_plain", &Config{Key: testKey, MaxVersion: VersionTLS12, AllowPSKOnly: true}, &Config{Key: testKey}, VersionTLS12, def12},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, s := pair(t, tc.cc, tc.sc)

@@ -58,6 +58,20 @@ func logOffloadFailure(log *slog.Logger, s tlspsk.UDPOffloadStats) {
 	}
 }
 
+// tunnelWriteFailed counts the n datagrams a failed tunnel write did not
+// carry. A session whose key reached its AEAD usage limit (AES-GCM or
+// AES-CCM, after about 2^34 blocks: some 220 million 1,200-byte datagrams
+// one way) counts them as key_limit and says so: it ends like any session
+// whose tunnel failed, and the peer's next datagram starts a new one.
+func (r *route) tunnelWriteFailed(err error, n int, peer string) {
+	if errors.Is(err, tlspsk.ErrDTLSKeyLimit) {
+		r.met.dropN("key_limit", uint64(n))
+		r.log.Info("DTLS session reached its key's AEAD usage limit: ending it; the next datagram starts a new session", "peer", peer)
+		return
+	}
+	r.met.dropN("tunnel_write_failed", uint64(n))
+}
+
 // countSent adds sent datagrams and their bytes to a direction's metrics.
 func countSent(dgrams, bytes prometheus.Counter, ms []tlspsk.UDPMsg) {
 	if len(ms) == 0 {
@@ -103,7 +117,7 @@ func relayBackend(r *route, dc *tlspsk.DTLSConn, backend *net.UDPConn, last *ato
 		countSent(r.met.datagramsRev, r.met.bytesRev, ms[:k])
 		clear(ms)
 		if err != nil {
-			r.met.dropN("tunnel_write_failed", uint64(len(ms)-k))
+			r.tunnelWriteFailed(err, len(ms)-k, dc.RemoteAddr().String())
 			dc.Close()
 			return
 		}

@@ -192,7 +192,7 @@ func (u *udpClientRoute) forward(s *udpClientSession, ms []tlspsk.UDPMsg) {
 	u.met.datagramsFwd.Add(float64(k))
 	u.met.bytesFwd.Add(float64(bytes))
 	if err != nil {
-		u.met.dropN("tunnel_write_failed", uint64(len(ms)-k))
+		u.tunnelWriteFailed(err, len(ms)-k, s.peer.String())
 		s.Close()
 	}
 }
@@ -375,7 +375,7 @@ func (u *udpClientRoute) relay(s *udpClientSession, dc *tlspsk.DTLSConn, tunnel 
 			_, err := dc.Write(*d)
 			putDatagram(d)
 			if err != nil {
-				u.met.drop("tunnel_write_failed")
+				u.tunnelWriteFailed(err, 1, s.peer.String())
 				s.Close()
 				continue
 			}

@@ -544,7 +544,7 @@ func (c *DTLSConn) openLocked(h dtlsHeader, rec []byte) ([]byte, error) {
 	}
 	typ, plain, err := c.openEpoch1Locked(h, rec)
 	if err != nil {
-		if err == errDTLSKeyLimit || err == errDTLSForgeries {
+		if err == ErrDTLSKeyLimit || err == errDTLSForgeries {
 			return nil, err
 		}
 		return nil, nil
@@ -580,7 +580,7 @@ var errDTLSForgeries = errors.New("tlspsk: too many DTLS records failed authenti
 // openEpoch1Locked checks the replay window, authenticates and decrypts
 // an epoch-1 record and marks it received. Errors are counted drops
 // (errDTLSBadRecord, errDTLSReplay) or the end of the key
-// (errDTLSKeyLimit, errDTLSForgeries).
+// (ErrDTLSKeyLimit, errDTLSForgeries).
 func (c *DTLSConn) openEpoch1Locked(h dtlsHeader, rec []byte) (uint8, []byte, error) {
 	k := c.in.k
 	if k == nil {
@@ -596,7 +596,7 @@ func (c *DTLSConn) openEpoch1Locked(h dtlsHeader, rec []byte) (uint8, []byte, er
 	}
 	typ, plain, err := k.open(rec, h.hdrLen)
 	if err != nil {
-		if err == errDTLSKeyLimit {
+		if err == ErrDTLSKeyLimit {
 			return 0, nil, err
 		}
 		c.countDrop(&c.drops.badRecord, dropBadRecord)

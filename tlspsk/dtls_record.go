@@ -70,7 +70,11 @@ const (
 	ccmForgeryLimit = 11863283 // 2^23.5
 )
 
-var errDTLSKeyLimit = errors.New("tlspsk: DTLS session reached the AEAD usage limit of its key; a new session is needed")
+// ErrDTLSKeyLimit is returned by a DTLSConn's writes (and reads) once its
+// key has protected as much data as its AEAD allows (RFC 9147 4.5.3; AES-GCM
+// and AES-CCM only). DTLS 1.2 has no key update: the session is over, and a
+// new one (a new handshake) carries on.
+var ErrDTLSKeyLimit = errors.New("tlspsk: DTLS session reached the AEAD usage limit of its key; a new session is needed")
 
 func newDTLSCipher(s *cipherSuite, key, iv []byte) (*dtlsCipher, error) {
 	aead, err := s.newAEAD(key)
@@ -167,7 +171,7 @@ func (k *dtlsCipher) count(n int) error {
 	}
 	k.blocks += uint64(n+15)/16 + 2
 	if k.blocks > k.limitBlocks {
-		return errDTLSKeyLimit
+		return ErrDTLSKeyLimit
 	}
 	return nil
 }

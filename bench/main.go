@@ -74,7 +74,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	only := fs.String("only", "", "comma-separated sections to run: bulk, conn, rtt, udp, gather, memory")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.profileDir, "profile", "", "instead of the table: run the mcbn proxies in process and write pprof profiles to this directory")
-	peers := fs.String("peers", "direct,socat,stunnel,mcbn,mcbn-1cpu", "relay pairs to compare (mcbn-1cpu: the mcbn pair at GOMAXPROCS=1, as the Kubernetes recipe's CPU limit runs it)")
+	peers := fs.String("peers", "direct,socat,stunnel,mcbn,mcbn-1cpu,mcbn-chacha", "relay pairs to compare (mcbn-1cpu: the mcbn pair at GOMAXPROCS=1, as the Kubernetes recipe's CPU limit runs it; mcbn-chacha, udp only: the pair held to ECDHE-PSK-CHACHA20-POLY1305)")
 	paced := fs.String("paced-rates", "10000,50000", "offered rates of the paced UDP runs, datagrams per second")
 	fs.IntVar(&o.tunnels, "tunnels", 10000, "idle tunnels to open in the memory section (capped by RLIMIT_NOFILE)")
 	if err := fs.Parse(args); err != nil {
@@ -97,7 +97,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	for _, k := range strings.Split(*peers, ",") {
 		switch k = strings.TrimSpace(k); k {
-		case kindDirect, kindSocat, kindStunnel, kindMcbn, kindMcbn1CPU:
+		case kindDirect, kindSocat, kindStunnel, kindMcbn, kindMcbn1CPU, kindMcbnChaCha:
 			o.kinds = append(o.kinds, k)
 		case "":
 		default:
@@ -160,7 +160,11 @@ func run(args []string, stdout, stderr io.Writer) (*Results, error) {
 			continue
 		}
 		logf("section %s (load %s)", s.name, loadAvg())
-		if err := s.run(e, o, res); err != nil {
+		so := o
+		if s.name != "udp" { // a DTLS suite means nothing to the TCP sections
+			so.kinds = slices.DeleteFunc(slices.Clone(o.kinds), func(k string) bool { return k == kindMcbnChaCha })
+		}
+		if err := s.run(e, so, res); err != nil {
 			logf("section %s failed: %v", s.name, err)
 			failed = append(failed, s.name+": "+err.Error())
 			res.add(&Figure{Section: s.name, Name: "section", Err: err.Error()})

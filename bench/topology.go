@@ -26,6 +26,12 @@ const (
 	// (examples/kubernetes). The plain pair runs with Go's default here,
 	// one P per core of the machine.
 	kindMcbn1CPU = "mcbn-1cpu"
+	// kindMcbnChaCha is the default mcbn pair held to the DTLS suite
+	// ECDHE-PSK-CHACHA20-POLY1305: what OpenSSL and GnuTLS peers, and a CPU
+	// without AES-GCM instructions, get, where two mcbn proxies on such a
+	// CPU choose ECDHE-PSK-AES128-GCM-SHA256 (docs/udp.md, "The cipher").
+	// The udp section only.
+	kindMcbnChaCha = "mcbn-chacha"
 )
 
 // relay is one running pair.
@@ -55,6 +61,7 @@ type tcpOptions struct {
 	maxConns int    // mcbn --max-connections; 0 keeps the default
 	groups   string // mcbn --tls-groups; "" keeps the default
 	procs    int    // GOMAXPROCS of each mcbn proxy; 0 keeps Go's default
+	suites   string // mcbn --dtls-cipher-suites; "" keeps the default
 }
 
 // startTCP starts a TCP relay pair of kind in front of backend.
@@ -225,19 +232,32 @@ func (e *env) startMcbn(transport, backend string, o tcpOptions) (*relay, error)
 
 // startMcbnKind is startMcbn naming the relay kind.
 func (e *env) startMcbnKind(kind, transport, backend string, o tcpOptions) (*relay, error) {
-	ports, err := freePorts(transport, 2)
-	if err != nil {
-		return nil, err
-	}
-	admins, err := freePorts("tcp", 2)
-	if err != nil {
-		return nil, err
+	// TCP listen and admin ports come from one call: two calls could hand
+	// out the same free port twice (each releases its probes).
+	var ports, admins []int
+	if transport == "tcp" {
+		all, err := freePorts("tcp", 4)
+		if err != nil {
+			return nil, err
+		}
+		ports, admins = all[:2], all[2:]
+	} else {
+		var err error
+		if ports, err = freePorts(transport, 2); err != nil {
+			return nil, err
+		}
+		if admins, err = freePorts("tcp", 2); err != nil {
+			return nil, err
+		}
 	}
 	listen, tunnel := "tls", "tcp"
 	if transport == "udp" {
 		listen, tunnel = "dtls", "udp"
 	}
 	common := []string{"--psk-secrets", e.secrets, "--probe-interval", "0s", "--drain-timeout", "1s"}
+	if o.suites != "" {
+		common = append(common, "--dtls-cipher-suites", o.suites)
+	}
 	if transport == "tcp" {
 		common = append(common, "--tls-min-version", "1.3", "--tls-cipher-suites", "TLS_AES_128_GCM_SHA256")
 		if o.maxConns > 0 {

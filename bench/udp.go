@@ -166,7 +166,9 @@ func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }
 // isMcbnPair: the pairs whose processes the bench can read (CPU, drop
 // metrics). socat's per-peer children are not in its relay's procs, and
 // their CPU reaches the parent only as they exit: no CPU figure for socat.
-func isMcbnPair(kind string) bool { return kind == kindMcbn || kind == kindMcbn1CPU }
+func isMcbnPair(kind string) bool {
+	return kind == kindMcbn || kind == kindMcbn1CPU || kind == kindMcbnChaCha
+}
 
 func runUDP(e *env, o options, res *Results) error {
 	echo, err := startUDPEcho()
@@ -187,13 +189,16 @@ func runUDP(e *env, o options, res *Results) error {
 		targets[kindSocat] = r.addr
 		kinds = append(kinds, kindSocat)
 	}
-	for _, k := range []string{kindMcbn, kindMcbn1CPU} {
+	for _, k := range []string{kindMcbn, kindMcbn1CPU, kindMcbnChaCha} {
 		if !o.has(k) {
 			continue
 		}
 		opt := tcpOptions{}
-		if k == kindMcbn1CPU {
+		switch k {
+		case kindMcbn1CPU:
 			opt.procs = 1
+		case kindMcbnChaCha:
+			opt.suites = "ECDHE-PSK-CHACHA20-POLY1305"
 		}
 		r, err := e.startMcbnKind(k, "udp", echo.addr(), opt)
 		if err != nil {

@@ -1,6 +1,7 @@
 package tlspsk
 
 import (
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -227,5 +229,42 @@ func TestTLS12OurClientToWolfSSLServer(t *testing.T) {
 				peerExchange(t, c, p)
 			})
 		}
+	}
+}
+
+// What wolfSSL's client hears from our server when the handshake fails on
+// the RFC 8442 suite, and what our listener reports: decrypt_error for a
+// wrong key, unknown_psk_identity for an identity we do not know. wolfSSL
+// exits at once with the alert it received.
+func TestDTLSWolfSSLClientAlerts(t *testing.T) {
+	wrongKey := bytes.Clone(interopKey)
+	wrongKey[0] ^= 1
+	for _, tc := range []struct {
+		name, key, identity, reason, alert string
+		code                               int // the alert's number on the wire
+	}{
+		{"wrong_key", hex.EncodeToString(wrongKey), DefaultIdentity, "wrong_key", "decrypt_error", 51},
+		{"unknown_identity", hex.EncodeToString(interopKey), "nobody", "unknown_identity", "unknown_psk_identity", 115},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fails := newDTLSFailures()
+			l := listenDTLSTest(t, &DTLSConfig{Config: Config{Key: interopKey}, HandshakeFailed: fails.hook})
+			host, port, _ := net.SplitHostPort(l.Addr().String())
+			p := startPeer(t, needWolfPSK(t), "client", "dtls", host, port, "ECDHE-PSK-AES128-GCM-SHA256", tc.key, tc.identity, "")
+			perr := p.wait(t)
+			stderr := string(p.stderr.Bytes())
+			t.Logf("wolfSSL: %s", strings.TrimSpace(stderr))
+			if perr == nil || !strings.Contains(stderr, fmt.Sprintf("fatal alert received: %d\n", tc.code)) {
+				t.Fatalf("wolfSSL's client did not end on our %s alert (%d), exit %v: %s", tc.alert, tc.code, perr, stderr)
+			}
+			err, _ := fails.wait(t)
+			var ae *AlertError
+			if FailureReason(err) != tc.reason || !asAlert(err, &ae) || ae.Alert.String() != tc.alert || ae.Received {
+				t.Fatalf("server failure %v (reason %q), want alert %s sent, reason %s", err, FailureReason(err), tc.alert, tc.reason)
+			}
+			if len(p.stdout.Bytes()) != 0 {
+				t.Fatal("application data crossed a failed handshake")
+			}
+		})
 	}
 }

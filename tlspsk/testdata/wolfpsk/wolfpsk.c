@@ -11,7 +11,8 @@
  * After the handshake it prints "cipher NAME" (and a client "hint HINT") to
  * stderr, then sends each read() from stdin as one record and copies each
  * record it receives to stdout, until the peer closes (exit 0), stdin ends
- * (close_notify, exit 0) or an error (a line on stderr, exit 1). stdout
+ * (close_notify, exit 0) or an error (a line on stderr, exit 1; after a
+ * fatal alert from the peer also "fatal alert received: CODE"). stdout
  * carries application data only.
  */
 #include <wolfssl/options.h>
@@ -66,6 +67,11 @@ static void failSSL(WOLFSSL *ssl, int ret, const char *what) {
     int err = wolfSSL_get_error(ssl, ret);
     fprintf(stderr, "%s: error %d: %s\n", what, err,
             wolfSSL_ERR_error_string((unsigned long)err, msg));
+    /* The alert's code (RFC 8446 B.2 numbering) lets a test check which
+     * alert the peer sent, not only that one came. */
+    WOLFSSL_ALERT_HISTORY h;
+    if (wolfSSL_get_alert_history(ssl, &h) == WOLFSSL_SUCCESS && h.last_rx.level == 2)
+        fprintf(stderr, "fatal alert received: %d\n", h.last_rx.code);
     exit(1);
 }
 

@@ -104,7 +104,7 @@ func TestDTLSWolfSSLClientToOurServer(t *testing.T) {
 		id, _ := DTLSCipherSuiteByName(name)
 		for _, g := range wolfGroups(id, true) {
 			t.Run(name+"/"+g.String(), func(t *testing.T) {
-				cfg := &DTLSConfig{Config: Config{Key: interopKey, CipherSuites: DTLSCipherSuites()}}
+				cfg := &DTLSConfig{Config: Config{Key: interopKey, IdentityHint: "mcbn-hint", CipherSuites: DTLSCipherSuites()}}
 				if g != 0 {
 					cfg.CurvePreferences = []CurveID{g}
 				}
@@ -116,6 +116,7 @@ func TestDTLSWolfSSLClientToOurServer(t *testing.T) {
 				if st.Version != VersionDTLS12 || st.CipherSuite != id || st.Group != g || st.PSKIdentity != DefaultIdentity || !st.ExtendedMasterSecret {
 					t.Fatalf("state %+v", st)
 				}
+				p.stderr.waitFor(t, "hint mcbn-hint\n", p)
 				p.stderr.waitFor(t, "cipher "+name, p)
 				peerExchange(t, c, p)
 			})
@@ -191,7 +192,7 @@ func TestTLS12WolfSSLClientToOurServer(t *testing.T) {
 		for _, g := range wolfGroups(id, true) {
 			t.Run(name+"/"+g.String(), func(t *testing.T) {
 				bin := needWolfPSK(t)
-				cfg := &Config{Key: interopKey, IdentityHint: "mcbn-hint"}
+				cfg := &Config{Key: interopKey}
 				if g != 0 {
 					cfg.CurvePreferences = []CurveID{g}
 				}

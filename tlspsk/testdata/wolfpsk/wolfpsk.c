@@ -10,8 +10,8 @@
  * PORT" to stderr and serves one peer; a client connects to HOST:PORT.
  * After the handshake it prints "cipher NAME" (and a client "hint HINT") to
  * stderr, then sends each read() from stdin as one record and copies each
- * record it receives to stdout, until the peer closes (exit 0), stdin ends
- * (close_notify, exit 0) or an error (a line on stderr, exit 1; after a
+ * record it receives to stdout, until the peer closes (exit 0; the end of
+ * stdin only stops the sending) or an error (a line on stderr, exit 1; after a
  * fatal alert from the peer also "fatal alert received: CODE"). stdout
  * carries application data only.
  */
@@ -215,8 +215,10 @@ int main(int argc, char **argv) {
         if (pf[0].revents) {
             ssize_t n = read(0, buf, sizeof buf);
             if (n <= 0) {
-                wolfSSL_shutdown(ssl);
-                return 0;
+                /* The end of stdin is not the end of the peer's data:
+                 * read on until it closes. */
+                pf[0].fd = -1;
+                continue;
             }
             int w = wolfSSL_write(ssl, buf, (int)n);
             if (w != (int)n)

@@ -374,6 +374,8 @@ func TestEpochClientWaitsForNewestAndLossClosesOnlyItsEpoch(t *testing.T) {
 	long8.SetDeadline(time.Now().Add(5 * time.Second))
 	if n, err := long8.Read(make([]byte, 1)); err == nil {
 		t.Fatalf("the epoch 8 tunnel is still open after its key was lost (read %d bytes)", n)
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the epoch 8 tunnel was not closed within 5 s of its key being lost")
 	}
 	if err := echoLine(long7, "seven lives on"); err != nil {
 		t.Fatalf("the epoch 7 tunnel broke when epoch 8 lost its key: %v", err)
